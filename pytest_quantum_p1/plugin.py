@@ -1,0 +1,1 @@
+"""pytest hooks and fixture declarations of ``-p quantum_p1`` (logic lives elsewhere)."""

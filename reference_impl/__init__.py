@@ -1,0 +1,1 @@
+"""The reference backend: the P1 maintenance window done right."""

@@ -1,0 +1,74 @@
+"""Typed errors of the reference backend.
+
+Every error a caller can provoke with bad input is one of these, so callers can
+catch precisely and messages stay consistent. Each subclasses the built-in
+error a Python user would expect (``ValueError`` for a bad value, ``TypeError``
+for a bad type, ``KeyError`` for a missing name).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class P1Error(Exception):
+    """Base class of every error the reference backend raises on purpose."""
+
+
+def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """The known names closest to ``name``, best first (for "did you mean")."""
+    return difflib.get_close_matches(name, list(known), n=n, cutoff=0.5)
+
+
+class UnknownEventError(P1Error, KeyError):
+    """An event name that is not in the bus catalogue."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.suggestions = closest(name, known)
+        hint = (
+            f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+            if self.suggestions
+            else ""
+        )
+        self.message = f"unknown event {name!r}{hint}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.message
+
+
+class InvalidPayloadError(P1Error, TypeError):
+    """An event payload that is not a JSON-serialisable mapping."""
+
+
+class InvalidPolicyNameError(P1Error, ValueError):
+    """A policy name that is empty, over-long or path-like."""
+
+
+class PolicyNotFoundError(P1Error, KeyError):
+    """No policy is stored under that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"no policy named {self.name!r}"
+
+
+class PolicyDecodeError(P1Error, ValueError):
+    """The stored bytes of a policy are not a JSON object."""
+
+
+class StoreUnavailableError(P1Error, ConnectionError):
+    """Redis cannot be reached; nothing was served from a possibly stale cache."""
+
+
+class InvalidModeError(P1Error, ValueError):
+    """A HedgeFundOS mode that does not exist."""
+
+
+class InvalidSafetyLevelError(P1Error, ValueError):
+    """A safety level outside the governor's range."""
