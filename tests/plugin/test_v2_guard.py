@@ -1,0 +1,613 @@
+"""The run-time P1-3 guard: who constructs the v2 engine."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+import textwrap
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pytest_quantum_p1._target import V2Rules
+from pytest_quantum_p1._v2 import (
+    READ_MORE,
+    RUNTIME_FIX,
+    RUNTIME_HEADLINE,
+    V2Construction,
+    V2Guard,
+    format_runtime_violations,
+)
+
+ENGINE_SOURCE = """\
+    import warnings
+
+
+    class Engine:
+        def __init__(self, *args, **kwargs):
+            warnings.warn("Engine is deprecated", DeprecationWarning, stacklevel=2)
+            self.args = args
+            self.kwargs = kwargs
+
+
+    def make_engine(*args, **kwargs):
+        return Engine(*args, **kwargs)  # factory
+    """
+
+BRIDGE_SOURCE = """\
+    from PKG.engine_v2 import Engine
+
+
+    def build(*args, **kwargs):
+        return Engine(*args, **kwargs)  # bridge-builds
+
+
+    def load_legacy():
+        import PKG.legacy_v2  # bridge-imports-legacy
+
+        return PKG.legacy_v2.DEFAULT
+    """
+
+USER_SOURCE = """\
+    from PKG.engine_v2 import Engine, make_engine
+
+
+    def direct(*args, **kwargs):
+        return Engine(*args, **kwargs)  # direct
+
+
+    def via_factory():
+        return make_engine()  # via-factory
+
+
+    class Sub(Engine):
+        pass
+
+
+    class SubWithNew(Engine):
+        def __new__(cls, *args, **kwargs):
+            self = super().__new__(cls)
+            self.made_by = "SubWithNew.__new__"
+            return self
+
+
+    def build_sub():
+        return Sub(1)  # build-sub
+
+
+    def build_sub_with_new():
+        return SubWithNew(2, key="value")  # build-sub-with-new
+    """
+
+LEGACY_SOURCE = """\
+    # Another v2 module, constructing the engine while it is being imported.
+    from PKG.engine_v2 import Engine
+
+    DEFAULT = Engine()
+    """
+
+
+@dataclass
+class Pkg:
+    """A throw-away package on sys.path with a v2 engine, a bridge and a user."""
+
+    name: str
+    root: Path
+
+    @property
+    def engine_spec(self) -> str:
+        return f"{self.name}.engine_v2:Engine"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.name}.bridge"
+
+    @property
+    def v2_modules(self) -> tuple[str, ...]:
+        return (f"{self.name}.engine_v2", f"{self.name}.legacy_v2")
+
+    def file(self, module: str) -> str:
+        return str(self.root / f"{module}.py")
+
+    def line(self, module: str, tag: str) -> int:
+        lines = Path(self.file(module)).read_text(encoding="utf-8").split("\n")
+        (found,) = [n for n, text in enumerate(lines, 1) if text.endswith(f"# {tag}")]
+        return found
+
+    def write(self, module: str, source: str) -> None:
+        text = textwrap.dedent(source).replace("PKG", self.name)
+        (self.root / f"{module}.py").write_text(text, encoding="utf-8")
+
+    def module(self, module: str) -> ModuleType:
+        return importlib.import_module(f"{self.name}.{module}")
+
+    def guard(self, bridges: tuple[str, ...] | None = None) -> V2Guard:
+        return V2Guard(
+            self.engine_spec, (self.bridge,) if bridges is None else bridges, self.v2_modules
+        )
+
+
+@pytest.fixture
+def pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pkg]:
+    # tmp_path names are unique per test, so module names never collide.
+    name = "v2guard_" + re.sub(r"\W", "_", tmp_path.name)
+    root = tmp_path / name
+    root.mkdir()
+    (root / "__init__.py").write_text("", encoding="utf-8")
+    made = Pkg(name, root)
+    made.write("engine_v2", ENGINE_SOURCE)
+    made.write("bridge", BRIDGE_SOURCE)
+    made.write("user", USER_SOURCE)
+    made.write("legacy_v2", LEGACY_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield made
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
+
+
+@contextmanager
+def silenced() -> Iterator[None]:
+    """Silence the engine's DeprecationWarning (an error in this suite)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def quietly(build: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``build``, silencing the engine's DeprecationWarning (an error in this suite)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return build(*args, **kwargs)
+
+
+def test_construction_from_the_bridge_is_allowed(pkg: Pkg) -> None:
+    with pkg.guard() as guard:
+        quietly(pkg.module("bridge").build)
+    assert guard.constructions == (
+        V2Construction(
+            pkg.bridge, pkg.file("bridge"), pkg.line("bridge", "bridge-builds"), True, "Engine"
+        ),
+    )
+    assert guard.violations == ()
+
+
+def test_construction_elsewhere_is_a_violation_at_the_exact_line(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    with pkg.guard() as guard:
+        quietly(user.direct)
+    expected = V2Construction(
+        f"{pkg.name}.user", pkg.file("user"), pkg.line("user", "direct"), False, "Engine"
+    )
+    assert guard.violations == (expected,)
+    assert str(expected) == f"{pkg.file('user')}:{expected.lineno} in {pkg.name}.user"
+
+
+def test_a_factory_inside_the_v2_module_is_attributed_to_its_caller(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    with pkg.guard() as guard:
+        quietly(user.via_factory)
+    assert [(c.caller_module, c.filename, c.lineno) for c in guard.constructions] == [
+        (f"{pkg.name}.user", pkg.file("user"), pkg.line("user", "via-factory"))
+    ]
+
+
+def test_a_reference_taken_before_the_guard_started_is_caught(pkg: Pkg) -> None:
+    user = pkg.module("user")  # runs ``from engine_v2 import Engine`` now
+    engine_class = user.Engine
+    with pkg.guard() as guard, silenced():
+        engine_class("here")
+    line = sys._getframe().f_lineno - 1
+    assert [(c.caller_module, c.filename, c.lineno) for c in guard.violations] == [
+        (__name__, __file__, line)
+    ]
+
+
+def test_the_engine_module_need_not_be_imported_yet(pkg: Pkg) -> None:
+    assert f"{pkg.name}.engine_v2" not in sys.modules
+    guard = pkg.guard()
+    guard.start()
+    try:
+        assert f"{pkg.name}.engine_v2" in sys.modules
+        assert guard.engine is pkg.module("engine_v2").Engine
+        quietly(pkg.module("user").direct)
+    finally:
+        guard.stop()
+    assert [c.lineno for c in guard.violations] == [pkg.line("user", "direct")]
+
+
+def test_stop_stops_recording_and_the_class_keeps_working(pkg: Pkg) -> None:
+    engine = pkg.module("engine_v2").Engine
+    before = dict(vars(engine))
+    guard = pkg.guard()
+    with guard, silenced():
+        engine()
+    with silenced():
+        after_stop = engine(1, key="value")
+        pkg.module("user").direct()
+    assert (after_stop.args, after_stop.kwargs) == ((1,), {"key": "value"})
+    assert len(guard.constructions) == 1
+    assert not guard.active
+    # The engine inherits object.__new__, which CPython cannot restore (gh-105888):
+    # an inert __new__ stays, and everything else is as it was.
+    after = dict(vars(engine))
+    inert = after.pop("__new__")
+    assert after == before
+    with guard:
+        assert vars(engine)["__new__"] is inert  # reused, never wrapped twice
+    assert vars(engine)["__new__"] is inert
+
+
+def test_stop_restores_a_class_dict_exactly_when_python_can(pkg: Pkg) -> None:
+    pkg.write(
+        "engine_v2",
+        """\
+        class Base:
+            def __new__(cls, *args, **kwargs):
+                return super().__new__(cls)
+
+
+        class Engine(Base):
+            def __init__(self, value):
+                self.value = value
+
+
+        class OwnNew:
+            def __new__(cls, *args, **kwargs):
+                return super().__new__(cls)
+
+            def __init__(self, value):
+                self.value = value
+        """,
+    )
+    module = pkg.module("engine_v2")
+    for name in ("Engine", "OwnNew"):
+        cls = module.__dict__[name]
+        before = dict(vars(cls))
+        with V2Guard(cls, ()) as guard:
+            assert vars(cls)["__new__"] is not before.get("__new__")
+            cls(1)
+        assert dict(vars(cls)) == before
+        assert all(vars(cls)[key] is value for key, value in before.items())
+        assert cls(2).value == 2
+        assert len(guard.constructions) == 1
+
+
+def test_the_deprecation_warning_still_points_at_the_caller(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    with pkg.guard(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        user.direct()
+        pkg.module("bridge").build()
+    assert [(w.category, w.filename, w.lineno) for w in caught] == [
+        (DeprecationWarning, pkg.file("user"), pkg.line("user", "direct")),
+        (DeprecationWarning, pkg.file("bridge"), pkg.line("bridge", "bridge-builds")),
+    ]
+
+
+def test_constructor_arguments_pass_through(pkg: Pkg) -> None:
+    with pkg.guard():
+        engine = quietly(pkg.module("user").direct, 1, 2, key="value")
+    assert (engine.args, engine.kwargs) == ((1, 2), {"key": "value"})
+
+
+def test_subclasses_are_watched_and_named(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    with pkg.guard() as guard:
+        sub = quietly(user.build_sub)
+        with_new = quietly(user.build_sub_with_new)
+    # A subclass's own __new__ chaining to the engine's is not the caller.
+    assert [(c.engine, c.caller_module, c.lineno) for c in guard.violations] == [
+        ("Sub", f"{pkg.name}.user", pkg.line("user", "build-sub")),
+        ("SubWithNew", f"{pkg.name}.user", pkg.line("user", "build-sub-with-new")),
+    ]
+    assert sub.args == (1,)
+    assert (with_new.made_by, with_new.args, with_new.kwargs) == (
+        "SubWithNew.__new__",
+        (2,),
+        {"key": "value"},
+    )
+
+
+def test_a_class_with_its_own_new_is_watched_and_restored(pkg: Pkg) -> None:
+    pkg.write(
+        "engine_v2",
+        """\
+        class Engine:
+            def __new__(cls, *args, **kwargs):
+                self = super().__new__(cls)
+                self.new_args = (args, kwargs)
+                return self
+
+            def __init__(self, *args, **kwargs):
+                self.args = args
+        """,
+    )
+    engine = pkg.module("engine_v2").Engine
+    original = vars(engine)["__new__"]
+    with pkg.guard() as guard:
+        made = engine(1, key="value")
+    line = sys._getframe().f_lineno - 1
+    assert (made.new_args, made.args) == (((1,), {"key": "value"}), (1,))
+    assert [(c.caller_module, c.lineno) for c in guard.violations] == [(__name__, line)]
+    assert vars(engine)["__new__"] is original
+
+
+def test_construction_while_a_v2_module_is_imported_is_the_importers(pkg: Pkg) -> None:
+    # Import machinery frames sit between the v2 module and the bridge's import line.
+    bridge = pkg.module("bridge")
+    with pkg.guard() as guard:
+        quietly(bridge.load_legacy)
+    assert [(c.caller_module, c.lineno, c.allowed) for c in guard.constructions] == [
+        (pkg.bridge, pkg.line("bridge", "bridge-imports-legacy"), True)
+    ]
+
+
+def test_the_signature_of_the_class_is_unchanged(pkg: Pkg) -> None:
+    engine = pkg.module("engine_v2").Engine
+    before = inspect.signature(engine)
+    with pkg.guard():
+        assert inspect.signature(engine) == before
+
+
+def test_format_runtime_violations(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    with pkg.guard() as guard:
+        quietly(user.direct)
+        quietly(pkg.module("bridge").build)
+        quietly(user.via_factory)
+    assert guard.format_violations().split("\n") == [
+        RUNTIME_HEADLINE.format(engine="Engine", count=2) + ":",
+        f"- {pkg.file('user')}:{pkg.line('user', 'direct')} in {pkg.name}.user",
+        f"- {pkg.file('user')}:{pkg.line('user', 'via-factory')} in {pkg.name}.user",
+        RUNTIME_FIX.format(bridges=pkg.bridge),
+        READ_MORE,
+    ]
+    assert format_runtime_violations(guard.constructions, [pkg.bridge]) == (
+        guard.format_violations()
+    )
+    assert (
+        RUNTIME_HEADLINE.format(engine="FederatedEngineV2", count=3)
+        == "FederatedEngineV2 was constructed outside the bridge 3 time(s)"
+    )
+
+
+def test_format_runtime_violations_names_every_engine_class() -> None:
+    constructions = [
+        V2Construction("a", "a.py", 1, False, "Engine"),
+        V2Construction("b", "b.py", 2, False, "Sub"),
+        V2Construction("bridge", "bridge.py", 3, True, "Engine"),
+    ]
+    assert format_runtime_violations(constructions).split("\n")[:3] == [
+        "Engine or Sub was constructed outside the bridge 2 time(s):",
+        "- a.py:1 in a",
+        "- b.py:2 in b",
+    ]
+    assert "(no bridge modules configured)" in format_runtime_violations(constructions)
+
+
+# -- lifecycle ------------------------------------------------------------------
+
+
+def test_start_and_stop_are_re_entrant(pkg: Pkg) -> None:
+    engine = pkg.module("engine_v2").Engine
+    guard = pkg.guard()
+    with guard:
+        with guard:
+            assert guard.active
+        assert guard.active
+        quietly(engine)
+    assert not guard.active
+    guard.stop()  # one stop too many is harmless
+    quietly(engine)
+    assert len(guard.constructions) == 1
+
+
+def test_restarting_accumulates_until_cleared(pkg: Pkg) -> None:
+    engine = pkg.module("engine_v2").Engine
+    guard = pkg.guard()
+    for _ in range(2):
+        with guard:
+            quietly(engine)
+    assert len(guard.constructions) == 2
+    guard.clear()
+    assert not guard.constructions
+
+
+def test_overlapping_guards_stop_in_any_order(pkg: Pkg) -> None:
+    engine = pkg.module("engine_v2").Engine
+    build = pkg.module("bridge").build
+    before = dict(vars(engine))
+    lenient, strict = pkg.guard(), pkg.guard(bridges=())
+    lenient.start()
+    strict.start()
+    quietly(build)
+    lenient.stop()  # first in, first out
+    quietly(build)
+    strict.stop()
+    quietly(build)
+    assert [c.allowed for c in lenient.constructions] == [True]
+    assert [c.allowed for c in strict.constructions] == [False, False]
+    after = dict(vars(engine))
+    after.pop("__new__")  # inert, see test_stop_stops_recording_and_the_class_keeps_working
+    assert after == before
+
+
+def test_guards_on_a_base_and_a_subclass_each_record_once(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    base_guard = pkg.guard()
+    sub_guard = V2Guard(f"{pkg.name}.user:Sub", (), pkg.v2_modules)
+    with base_guard, sub_guard, silenced():
+        user.Sub(1)
+        line = sys._getframe().f_lineno - 1
+        user.direct()
+    assert [c.engine for c in base_guard.constructions] == ["Sub", "Engine"]
+    assert [(c.engine, c.caller_module, c.lineno) for c in sub_guard.constructions] == [
+        ("Sub", __name__, line)
+    ]
+    # The subclass's wrapper resolves to the engine's, so it can go.
+    assert "__new__" not in vars(user.Sub)
+
+
+def test_concurrent_constructions_are_all_recorded() -> None:
+    class Engine:
+        pass
+
+    threads, per_thread = 8, 200
+    barrier = threading.Barrier(threads)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(per_thread):
+            Engine()
+
+    with V2Guard(Engine, ()) as guard:
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(guard.constructions) == threads * per_thread
+
+
+def test_from_rules_uses_the_targets_engine_and_bridges(pkg: Pkg) -> None:
+    rules = V2Rules(
+        source_roots=(pkg.root,),
+        v2_modules=pkg.v2_modules,
+        bridge_modules=(pkg.bridge,),
+        removed_paths=(),
+        docs=(),
+        doc_notice=(),
+        engine_class=pkg.engine_spec,
+    )
+    with V2Guard.from_rules(rules) as guard:
+        quietly(pkg.module("bridge").build)
+        quietly(pkg.module("user").via_factory)
+    assert [(c.caller_module, c.allowed) for c in guard.constructions] == [
+        (pkg.bridge, True),
+        (f"{pkg.name}.user", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("no_colon", ValueError, "must look like 'package.module:Class'"),
+        (":Engine", ValueError, "must look like"),
+        ("{pkg}.engine_v2:Missing", ValueError, "has no class 'Missing'"),
+        ("{pkg}.engine_v2:make_engine", TypeError, "is a function, not a class"),
+        ("{pkg}.nowhere:Engine", ModuleNotFoundError, "nowhere"),
+    ],
+)
+def test_a_bad_engine_class_is_a_clear_error(
+    pkg: Pkg, spec: str, error: type[Exception], match: str
+) -> None:
+    guard = V2Guard(spec.format(pkg=pkg.name), ())
+    with pytest.raises(error, match=match):
+        guard.start()
+    assert not guard.active
+
+
+# -- the patch changes nothing but the recording -------------------------------
+
+
+def _make_shape(shape: str) -> tuple[type, type]:
+    """A fresh ``(watched class, class constructed)`` pair, never patched before."""
+
+    class Init:
+        def __init__(self, value: int = 0) -> None:
+            self.value = value
+
+    class Base:
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            made = super().__new__(cls)
+            made.__dict__["seen"] = args
+            return made
+
+    class InheritsNew(Base):
+        def __init__(self, *args: Any) -> None:
+            self.args = args
+
+    class OwnNew:
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            made = super().__new__(cls)
+            made.__dict__["seen"] = (args, kwargs)
+            return made
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.args = args
+
+    class Sub(Init):
+        pass
+
+    class SubPassingArgs(Init):
+        # Passing the arguments on to object.__new__ is a bug the guard must not hide.
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            return super().__new__(cls, *args, **kwargs)
+
+    class NoInit:
+        pass
+
+    class FromDict(dict[str, int]):
+        pass
+
+    class FromException(Exception):
+        pass
+
+    shapes: dict[str, tuple[type, type]] = {
+        "no-init": (NoInit, NoInit),
+        "init": (Init, Init),
+        "inherited-new": (InheritsNew, InheritsNew),
+        "own-new": (OwnNew, OwnNew),
+        "dict": (FromDict, FromDict),
+        "exception": (FromException, FromException),
+        "subclass": (Init, Sub),
+        "subclass-new-passing-args": (Init, SubPassingArgs),
+    }
+    return shapes[shape]
+
+
+def _outcome(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
+    try:
+        made = cls(*args, **kwargs)
+    except TypeError as exc:
+        return ("TypeError", str(exc))
+    detail = repr(made) if isinstance(made, (dict, BaseException)) else None
+    return (type(made).__name__, dict(vars(made)), detail)
+
+
+@pytest.mark.parametrize(
+    ("shape", "args", "kwargs"),
+    [
+        ("no-init", (), {}),
+        ("no-init", (1,), {}),
+        ("init", (3,), {}),
+        ("init", (), {"value": 4}),
+        ("init", (1, 2), {}),
+        ("inherited-new", (5, 6), {}),
+        ("own-new", (1,), {"key": 2}),
+        ("dict", (), {"a": 1}),
+        ("exception", ("boom",), {}),
+        ("subclass", (7,), {}),
+        ("subclass-new-passing-args", (8,), {}),
+        ("subclass-new-passing-args", (), {}),
+    ],
+)
+def test_construction_behaves_the_same_during_and_after_the_guard(
+    shape: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    watched, built = _make_shape(shape)
+    before = _outcome(built, args, kwargs)
+    with V2Guard(watched, ()) as guard:
+        during = _outcome(built, args, kwargs)
+    after = _outcome(built, args, kwargs)
+    assert (during, after) == (before, before)
+    assert len(guard.constructions) == 1
