@@ -145,7 +145,7 @@ class P1Target:
     v2: V2Rules
     invalidation_channel: str = "policy:invalidate"
     #: ``(bus, redis client) -> report``; healthy when ``report["status"] == "ok"``.
-    health: Callable[[Bus, "Redis"], Awaitable[Mapping[str, Any]]] | None = None
+    health: Callable[[Bus, Redis], Awaitable[Mapping[str, Any]]] | None = None
     #: Free-form facts shown in the report header.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -173,7 +173,5 @@ def load_target(spec: str) -> P1Target:
     if not isinstance(obj, P1Target) and callable(obj):
         obj = obj()
     if not isinstance(obj, P1Target):
-        raise TargetError(
-            f"{spec} is a {type(obj).__name__}, not a pytest_quantum_p1.P1Target"
-        )
+        raise TargetError(f"{spec} is a {type(obj).__name__}, not a pytest_quantum_p1.P1Target")
     return obj
