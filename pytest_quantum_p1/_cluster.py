@@ -1,0 +1,818 @@
+"""N policy-store instances on one Redis, driven and measured by the harness.
+
+:class:`PolicyCluster` builds ``instances`` stores from the target's
+:data:`~pytest_quantum_p1.StoreFactory`, each with its own Redis client wrapped
+in an :class:`~pytest_quantum_p1._observed.ObservedRedis`, all on one
+:class:`~pytest_quantum_p1._portal.Portal` loop. It updates and reads through
+any instance, waits for the cluster to settle without sleeping, asserts
+convergence with a readable verdict, and reports storage reads and
+invalidation propagation times that it measured itself.
+
+What is assumed of a store, and nothing more (the
+:class:`~pytest_quantum_p1.PolicyStore` protocol):
+
+- it subscribes to the invalidation channel with ``client.pubsub()`` on the
+  client the factory receives (a store that resubscribes calls it again), and
+  reads with ``get_message()``/``listen()``;
+- it handles one invalidation message fully before asking for the next, so
+  "came back for the next message" means "done with the previous one";
+- its storage reads go through that client, outside pipelines, to be counted.
+
+Convention: every operation that waits comes as ``x()`` for sync code and
+``await x_async()`` for coroutines on any loop (pytest-asyncio, anyio);
+figures (``stats()``, ``storage_reads`` ...) are plain non-blocking calls.
+
+This module imports redis (through ``_observed``); the plugin imports it only
+when a fixture needs it.
+"""
+
+# ruff: noqa: ASYNC109  # every waiting method takes its deadline, sync and async twins alike
+from __future__ import annotations
+
+import asyncio
+import bisect
+import concurrent.futures
+import contextlib
+import difflib
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from pytest_quantum_p1._observed import Delivery, ObservedRedis
+from pytest_quantum_p1._portal import LOOP_GRACE, Portal, run_soon
+from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from pytest_quantum_p1._observed import ControlledPubSub
+
+__all__ = [
+    "DEFAULT_CHANNEL",
+    "NOT_CONVERGED",
+    "NOT_SETTLED",
+    "NOT_SUBSCRIBED",
+    "ClusterStats",
+    "ClusterTimeout",
+    "PolicyCluster",
+    "Propagation",
+    "UpdateRecord",
+    "percentile",
+]
+
+DEFAULT_CHANNEL = "policy:invalidate"
+
+#: Message heads, as constants the tests match.
+NOT_SETTLED = (
+    "settle() timed out after {timeout:g}s: {count} of {total} instance(s) did not process "
+    "the settle marker {marker!r} published on {channel!r} (PUBLISH reached {receivers} "
+    "subscriber(s))"
+)
+NOT_SUBSCRIBED = (
+    "{count} of {total} store instance(s) did not subscribe to {channel!r} within "
+    "{timeout:g}s of initialize()"
+)
+NOT_CONVERGED = (
+    "policy {name!r} did not converge: {count} of {total} instance(s) read another value "
+    "after settle()"
+)
+
+
+class ClusterTimeout(TimeoutError):
+    """Some instances did not do in time what the cluster waited for.
+
+    ``instances`` are their indexes; the message says, per instance, where the
+    awaited message was (never received, held, taken but not finished ...).
+    """
+
+    def __init__(self, message: str, *, instances: Sequence[int]) -> None:
+        super().__init__(message)
+        self.instances = tuple(instances)
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """One ``update()`` the harness made: where, what, and when it started and ended."""
+
+    seq: int
+    instance: int
+    name: str
+    #: :func:`time.perf_counter` at the start and end of ``update_policy``.
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """How long one update took to be processed by one instance's listener."""
+
+    update: int
+    name: str
+    source: int
+    instance: int
+    #: From the start of the update call until the instance finished handling
+    #: the first invalidation for ``name`` it received after that start;
+    #: ``None`` when it never did.
+    ms: float | None
+
+
+@dataclass(frozen=True)
+class ClusterStats:
+    """The cluster's figures, measured by the harness."""
+
+    instances: int
+    updates: int
+    #: ``get_policy`` calls the harness made, per instance.
+    reads: tuple[int, ...]
+    #: Storage reads counted on each instance's client.
+    storage_reads: tuple[int, ...]
+    #: Propagations observed (at most ``instances * updates``).
+    propagations: int
+    #: Instance-updates with no processed invalidation (so far).
+    missing_propagations: int
+    propagation_p50_ms: float | None
+    propagation_p99_ms: float | None
+    propagation_max_ms: float | None
+
+    @property
+    def total_storage_reads(self) -> int:
+        """Storage reads over all instances."""
+        return sum(self.storage_reads)
+
+    @property
+    def hit_rate(self) -> float | None:
+        """``1 - storage reads / reads`` over the cluster; ``None`` before any read."""
+        total = sum(self.reads)
+        return None if total == 0 else 1.0 - self.total_storage_reads / total
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation, as numpy's default."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be within [0, 100], got {q!r}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+class _Member(Protocol):
+    """One store instance as the cluster drives it.
+
+    In-process today (:class:`_LocalMember`); a process-backed member (one OS
+    process per instance against a real server) only has to provide this.
+    Methods run on the cluster's loop.
+    """
+
+    index: int
+    label: str
+
+    async def start(self) -> None: ...
+    async def get_policy(self, name: str) -> Mapping[str, Any]: ...
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None: ...
+    async def wait_subscribed(self, channel: str, timeout: float) -> None: ...
+    async def wait_processed(self, data: str, timeout: float) -> Delivery: ...
+    def whereabouts(self, data: str) -> str: ...
+    def subscription(self) -> str: ...
+    def deliveries(self) -> tuple[Delivery, ...]: ...
+    def storage_reads(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+class _LocalMember:
+    """A store on the cluster's loop, talking to Redis through an ObservedRedis."""
+
+    def __init__(self, index: int, factory: StoreFactory, client: Redis, clock: Clock) -> None:
+        self.index = index
+        self.label = f"instance {index}"
+        self.observed = ObservedRedis(client, label=self.label)
+        # The store is handed the proxy where it expects a client: it only
+        # uses the client's interface, which the proxy forwards.
+        self.store: PolicyStore = factory(cast("Redis", self.observed), clock)
+
+    async def start(self) -> None:
+        await self.store.initialize()
+
+    async def get_policy(self, name: str) -> Mapping[str, Any]:
+        return await self.store.get_policy(name)
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await self.store.update_policy(name, policy)
+
+    async def wait_subscribed(self, channel: str, timeout: float) -> None:
+        await self.observed.wait_subscribed_async(channel, timeout)
+
+    async def wait_processed(self, data: str, timeout: float) -> Delivery:
+        return await self.observed.wait_processed_async(data, timeout)
+
+    def whereabouts(self, data: str) -> str:
+        current = self.observed.current_pubsub
+        if current is None:
+            return "never called client.pubsub()"
+        status = current.status_of(data)
+        if current.closed:
+            return f"closed its subscription ({current.label}) and did not open another"
+        if current.disconnected:
+            return f"lost its subscription ({current.label}) and did not resubscribe"
+        if status == "held":
+            return (
+                f"the marker is held by hold() with {len(current.pending)} message(s) "
+                "pending: call release() or deliver()"
+            )
+        if status == "handed out":
+            return (
+                "took the marker but never came back for the next message "
+                "(listener stuck, or it crashed)"
+            )
+        if status == "waiting":
+            return "has not taken the marker from its subscription: its listener stopped reading"
+        return f"never received the marker (subscribed to {sorted(current.confirmed_channels)})"
+
+    def subscription(self) -> str:
+        current = self.observed.current_pubsub
+        if current is None:
+            return "never called client.pubsub()"
+        return f"subscribed to {sorted(current.confirmed_channels) or 'nothing'}"
+
+    def deliveries(self) -> tuple[Delivery, ...]:
+        return self.observed._all_deliveries()
+
+    def storage_reads(self) -> int:
+        return self.observed.storage_reads
+
+    async def close(self) -> None:
+        try:
+            await self.store.close()
+        finally:
+            # Whatever the store left open: pumps would outlive the loop otherwise.
+            await self.observed.close_pubsubs()
+            await self.observed.aclose()
+
+
+class _ProcessedIndex:
+    """Per message text: the earliest processing time among messages received after t.
+
+    Built once per :meth:`PolicyCluster.propagation` call, so figures over long
+    runs cost O((updates + messages) log messages), not their product.
+    """
+
+    def __init__(self, log: Sequence[Delivery]) -> None:
+        grouped: dict[str, list[tuple[float, float]]] = {}
+        for delivery in log:
+            if delivery.processed_at is not None:
+                grouped.setdefault(delivery.text, []).append(
+                    (delivery.received_at, delivery.processed_at)
+                )
+        self._received: dict[str, list[float]] = {}
+        self._earliest_from: dict[str, list[float]] = {}
+        for text, pairs in grouped.items():
+            pairs.sort()
+            earliest = [pair[1] for pair in pairs]
+            for i in range(len(earliest) - 2, -1, -1):
+                earliest[i] = min(earliest[i], earliest[i + 1])
+            self._received[text] = [pair[0] for pair in pairs]
+            self._earliest_from[text] = earliest
+
+    def first_processed_after(self, text: str, since: float) -> float | None:
+        received = self._received.get(text)
+        if received is None:
+            return None
+        i = bisect.bisect_left(received, since)
+        return self._earliest_from[text][i] if i < len(received) else None
+
+
+class PolicyCluster:
+    """``instances`` stores from one factory, sharing one Redis, on one portal loop.
+
+    Build it with :meth:`open` (sync) or :meth:`open_async`, which also wait
+    until Redis confirmed every instance's subscription to ``channel``. Then:
+
+    - :meth:`update` / :meth:`read` / :meth:`read_all` through any instance;
+    - :meth:`settle`: returns once every instance processed every invalidation
+      sent so far, without sleeping (see its docstring);
+    - :meth:`assert_converged`: settle, read everywhere, fail with each
+      instance's value;
+    - :meth:`stats`, :meth:`propagation`, :attr:`storage_reads`: figures the
+      harness measured itself;
+    - :meth:`observed` / :meth:`pubsub`: the per-instance controls (hold, drop,
+      disconnect, held reads ...).
+
+    Assumes of the store only that it subscribes with ``client.pubsub()`` on
+    the client its factory receives (again after a lost connection), and that
+    it handles one invalidation message fully before asking for the next: that
+    is how the harness knows a message was processed. Close the cluster (a
+    context manager, sync and async) to close the stores, the clients and, if
+    the cluster made it, the portal.
+    """
+
+    def __init__(
+        self,
+        *,
+        portal: Portal,
+        owns_portal: bool,
+        members: Sequence[_Member],
+        control: Redis,
+        channel: str,
+        clock: Clock,
+    ) -> None:
+        # Private: use open() / open_async(), which start the stores.
+        self.portal = portal
+        self.channel = channel
+        self.clock = clock
+        self._owns_portal = owns_portal
+        self._members = list(members)
+        self._control: Any = control
+        self._token = secrets.token_hex(3)
+        self._settles = 0
+        self._updates: list[UpdateRecord] = []
+        self._reads = [0] * len(self._members)
+        self._closed = False
+
+    # -- construction ---------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        factory: StoreFactory,
+        make_client: Callable[[], Redis],
+        *,
+        instances: int = 4,
+        clock: Clock,
+        channel: str = DEFAULT_CHANNEL,
+        portal: Portal | None = None,
+        timeout: float = 10.0,
+    ) -> PolicyCluster:
+        """Build and initialise the cluster (sync callers).
+
+        ``make_client`` is called on the portal's loop, once per instance and
+        once for the harness's control client; clients must be new and unused.
+        ``portal`` defaults to a new one, closed with the cluster. ``timeout``
+        bounds initialisation and the wait for subscriptions.
+        """
+        owned = portal is None
+        portal = Portal(name="p1-cluster") if portal is None else portal
+        try:
+            return portal.call(
+                cls._open,
+                factory,
+                make_client,
+                instances,
+                clock,
+                channel,
+                portal,
+                owned,
+                timeout,
+                timeout=timeout + LOOP_GRACE,
+            )
+        except BaseException:
+            if owned:
+                portal.close()
+            raise
+
+    @classmethod
+    async def open_async(
+        cls,
+        factory: StoreFactory,
+        make_client: Callable[[], Redis],
+        *,
+        instances: int = 4,
+        clock: Clock,
+        channel: str = DEFAULT_CHANNEL,
+        portal: Portal | None = None,
+        timeout: float = 10.0,
+    ) -> PolicyCluster:
+        """:meth:`open` for coroutines (on any loop)."""
+        owned = portal is None
+        portal = Portal(name="p1-cluster") if portal is None else portal
+        try:
+            return await portal.acall(
+                cls._open, factory, make_client, instances, clock, channel, portal, owned, timeout
+            )
+        except BaseException:
+            if owned:
+                await asyncio.to_thread(portal.close)
+            raise
+
+    @classmethod
+    async def _open(
+        cls,
+        factory: StoreFactory,
+        make_client: Callable[[], Redis],
+        instances: int,
+        clock: Clock,
+        channel: str,
+        portal: Portal,
+        owned: bool,
+        timeout: float,
+    ) -> PolicyCluster:
+        if instances < 1:
+            raise ValueError(f"a cluster needs at least one instance, got {instances}")
+        control = make_client()
+        members: list[_Member] = []
+        try:
+            for index in range(instances):
+                members.append(_LocalMember(index, factory, make_client(), clock))
+            for member in members:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await member.start()
+                except TimeoutError:
+                    raise ClusterTimeout(
+                        f"{member.label}: initialize() did not return within {timeout:g}s",
+                        instances=[member.index],
+                    ) from None
+            cluster = cls(
+                portal=portal,
+                owns_portal=owned,
+                members=members,
+                control=control,
+                channel=channel,
+                clock=clock,
+            )
+            await cluster._wait_all_subscribed(timeout)
+        except BaseException:
+            for member in members:
+                with contextlib.suppress(Exception):  # the original error is the one to report
+                    await member.close()
+            await control.aclose()
+            raise
+        return cluster
+
+    async def _wait_all_subscribed(self, timeout: float) -> None:
+        # Waiting for Redis's confirmation keeps the harness from blaming a store
+        # for a marker published before its SUBSCRIBE reached the server.
+        results = await asyncio.gather(
+            *(m.wait_subscribed(self.channel, timeout) for m in self._members),
+            return_exceptions=True,
+        )
+        late = [m for m, r in zip(self._members, results, strict=True) if r is not None]
+        for result in results:
+            if result is not None and not isinstance(result, TimeoutError):
+                raise result
+        if late:
+            lines = [
+                NOT_SUBSCRIBED.format(
+                    count=len(late), total=len(self._members), channel=self.channel, timeout=timeout
+                )
+            ]
+            lines += [f"  - {member.label}: {member.subscription()}" for member in late]
+            lines.append(
+                "The harness sends invalidations and settle markers on that channel "
+                "(P1Target.invalidation_channel)."
+            )
+            raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
+
+    # -- context management ---------------------------------------------------
+
+    def __enter__(self) -> PolicyCluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PolicyCluster:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close_async()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close every store, every client and (if the cluster made it) the portal."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.portal.call(self._close, timeout, timeout=timeout + LOOP_GRACE)
+        finally:
+            if self._owns_portal:
+                self.portal.close()
+
+    async def close_async(self, timeout: float = 10.0) -> None:
+        """:meth:`close` for coroutines."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.portal.acall(self._close, timeout)
+        finally:
+            if self._owns_portal:
+                await asyncio.to_thread(self.portal.close)
+
+    async def _close(self, timeout: float) -> None:
+        errors: list[Exception] = []
+        for member in self._members:
+            try:
+                async with asyncio.timeout(timeout):
+                    await member.close()
+            except Exception as exc:  # close the others first, then report
+                exc.add_note(f"while closing {member.label}")
+                errors.append(exc)
+        await self._control.aclose()
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup("closing the policy cluster", errors)
+
+    # -- instances --------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """How many instances."""
+        return len(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def _member(self, instance: int) -> _Member:
+        if not 0 <= instance < len(self._members):
+            raise IndexError(
+                f"no instance {instance}: this cluster has instances 0..{len(self._members) - 1}"
+            )
+        return self._members[instance]
+
+    def _local(self, instance: int) -> _LocalMember:
+        member = self._member(instance)
+        if not isinstance(member, _LocalMember):
+            raise TypeError(f"{member.label} runs in another process: it has no local objects")
+        return member
+
+    def observed(self, instance: int) -> ObservedRedis:
+        """The counted, gated client of one instance."""
+        return self._local(instance).observed
+
+    def pubsub(self, instance: int) -> ControlledPubSub:
+        """The instance's current subscription, for hold/deliver/drop/disconnect."""
+        current = self._local(instance).observed.current_pubsub
+        if current is None:
+            raise LookupError(f"instance {instance} never called client.pubsub()")
+        return current
+
+    def store(self, instance: int) -> PolicyStore:
+        """The store object itself (its coroutines must run on :attr:`portal`)."""
+        return self._local(instance).store
+
+    # -- operations -------------------------------------------------------------
+
+    def update(self, instance: int, name: str, policy: Mapping[str, Any]) -> None:
+        """``update_policy(name, policy)`` on one instance; the start time is recorded."""
+        self.portal.call(self._update, instance, name, policy)
+
+    async def update_async(self, instance: int, name: str, policy: Mapping[str, Any]) -> None:
+        """:meth:`update` for coroutines."""
+        await self.portal.acall(self._update, instance, name, policy)
+
+    async def _update(self, instance: int, name: str, policy: Mapping[str, Any]) -> None:
+        member = self._member(instance)
+        started = time.perf_counter()
+        await member.update_policy(name, policy)
+        finished = time.perf_counter()
+        self._updates.append(UpdateRecord(len(self._updates), instance, name, started, finished))
+
+    def read(self, instance: int, name: str) -> Mapping[str, Any]:
+        """``get_policy(name)`` on one instance."""
+        return self.portal.call(self._read, instance, name)
+
+    async def read_async(self, instance: int, name: str) -> Mapping[str, Any]:
+        """:meth:`read` for coroutines."""
+        return await self.portal.acall(self._read, instance, name)
+
+    def spawn_read(self, instance: int, name: str) -> concurrent.futures.Future[Mapping[str, Any]]:
+        """Start :meth:`read` without waiting (to interleave it with held reads)."""
+        return self.portal.spawn(self._read, instance, name)
+
+    async def _read(self, instance: int, name: str) -> Mapping[str, Any]:
+        member = self._member(instance)
+        self._reads[instance] += 1
+        return await member.get_policy(name)
+
+    def read_all(self, name: str) -> list[Mapping[str, Any]]:
+        """``get_policy(name)`` on every instance, in instance order."""
+        return self.portal.call(self._read_all, name)
+
+    async def read_all_async(self, name: str) -> list[Mapping[str, Any]]:
+        """:meth:`read_all` for coroutines."""
+        return await self.portal.acall(self._read_all, name)
+
+    async def _read_all(self, name: str) -> list[Mapping[str, Any]]:
+        return [await self._read(m.index, name) for m in self._members]
+
+    async def _read_outcomes(self, name: str) -> list[Mapping[str, Any] | Exception]:
+        outcomes: list[Mapping[str, Any] | Exception] = []
+        for member in self._members:
+            try:
+                outcomes.append(await self._read(member.index, name))
+            except Exception as exc:  # part of the verdict, not a harness error
+                outcomes.append(exc)
+        return outcomes
+
+    # -- settling ---------------------------------------------------------------
+
+    def settle(self, timeout: float = 5.0) -> float:
+        """Return once every instance processed every invalidation sent so far.
+
+        Nothing sleeps: a marker (a valid policy name, ``p1-settle-…``) is
+        published on the channel through the harness's own client, and the call
+        returns when every instance's listener has finished handling it. Redis
+        delivers in order to each subscriber, so everything published earlier
+        was handled before. Returns the seconds it took; raises
+        :class:`ClusterTimeout` naming the instances that did not get there and
+        why (message held, listener stuck, subscription lost ...).
+        """
+        return self.portal.call(self._settle, timeout, timeout=timeout + LOOP_GRACE)
+
+    async def settle_async(self, timeout: float = 5.0) -> float:
+        """:meth:`settle` for coroutines."""
+        return await self.portal.acall(self._settle, timeout)
+
+    async def _settle(self, timeout: float) -> float:
+        self._settles += 1
+        marker = f"p1-settle-{self._token}-{self._settles}"
+        started = time.perf_counter()
+        receivers = await self._control.publish(self.channel, marker)
+        results = await asyncio.gather(
+            *(m.wait_processed(marker, timeout) for m in self._members), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, TimeoutError):
+                raise result
+        late = [
+            m for m, r in zip(self._members, results, strict=True) if isinstance(r, TimeoutError)
+        ]
+        if late:
+            lines = [
+                NOT_SETTLED.format(
+                    timeout=timeout,
+                    count=len(late),
+                    total=len(self._members),
+                    marker=marker,
+                    channel=self.channel,
+                    receivers=receivers,
+                )
+            ]
+            lines += [f"  - {m.label}: {m.whereabouts(marker)}" for m in late]
+            lines.append(
+                "Every earlier invalidation reaches an instance before the marker, so these "
+                "instances may still serve stale values. A longer settle(timeout=...) helps "
+                "only if their listeners are merely slow."
+            )
+            raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
+        return time.perf_counter() - started
+
+    # -- verdicts -----------------------------------------------------------------
+
+    def assert_converged(
+        self, name: str, value: Mapping[str, Any], *, timeout: float = 5.0
+    ) -> None:
+        """Settle, read ``name`` on every instance, and fail unless all read ``value``.
+
+        The failure lists each differing instance with what it read (or
+        raised), closest to ``value`` first.
+        """
+        __tracebackhide__ = True
+        self.settle(timeout)
+        outcomes = self.portal.call(self._read_outcomes, name)
+        self._verdict(name, value, outcomes)
+
+    async def assert_converged_async(
+        self, name: str, value: Mapping[str, Any], *, timeout: float = 5.0
+    ) -> None:
+        """:meth:`assert_converged` for coroutines."""
+        __tracebackhide__ = True
+        await self.settle_async(timeout)
+        outcomes = await self.portal.acall(self._read_outcomes, name)
+        self._verdict(name, value, outcomes)
+
+    def _verdict(
+        self,
+        name: str,
+        value: Mapping[str, Any],
+        outcomes: Sequence[Mapping[str, Any] | Exception],
+    ) -> None:
+        __tracebackhide__ = True
+        expected = dict(value)
+        good = [
+            i
+            for i, got in enumerate(outcomes)
+            if not isinstance(got, Exception) and dict(got) == expected
+        ]
+        bad = [(i, got) for i, got in enumerate(outcomes) if i not in good]
+        if not bad:
+            return
+
+        def closeness(item: tuple[int, Mapping[str, Any] | Exception]) -> tuple[int, float]:
+            _, got = item
+            if isinstance(got, Exception):
+                return (1, 0.0)
+            ratio = difflib.SequenceMatcher(None, repr(expected), repr(dict(got))).ratio()
+            return (0, -ratio)
+
+        bad.sort(key=closeness)
+        last = next((u for u in reversed(self._updates) if u.name == name), None)
+        origin = f" (last updated through instance {last.instance})" if last else ""
+        lines = [
+            NOT_CONVERGED.format(name=name, count=len(bad), total=len(outcomes)),
+            f"expected{origin}: {expected!r}",
+            "instances reading something else, closest first:",
+        ]
+        for index, got in bad:
+            shown = (
+                f"raised {type(got).__name__}: {got}" if isinstance(got, Exception) else repr(got)
+            )
+            lines.append(f"  - instance {index}: {shown}")
+        lines.append(
+            "instances reading the expected value: "
+            + (", ".join(str(i) for i in good) if good else "none")
+        )
+        lines.append(
+            "settle() had returned, so every invalidation sent was already handled: these "
+            "values are not in flight; the store kept or re-cached them. If the store is meant "
+            "to converge by TTL only, advance the injected clock past it before asserting."
+        )
+        raise AssertionError("\n".join(lines))
+
+    # -- figures ------------------------------------------------------------------
+
+    @property
+    def updates(self) -> tuple[UpdateRecord, ...]:
+        """Every update made through the cluster, in order."""
+        return tuple(self._updates)
+
+    @property
+    def storage_reads(self) -> tuple[int, ...]:
+        """Storage reads counted on each instance's client."""
+        return tuple(m.storage_reads() for m in self._members)
+
+    @property
+    def total_storage_reads(self) -> int:
+        """Storage reads over all instances."""
+        return sum(self.storage_reads)
+
+    @property
+    def reads(self) -> tuple[int, ...]:
+        """``get_policy`` calls made through the cluster, per instance."""
+        return tuple(self._reads)
+
+    def propagation(self) -> tuple[Propagation, ...]:
+        """For each update and instance, the update-to-processed time (see :class:`Propagation`).
+
+        The invalidation matched is the first for that name the instance
+        received after the update started, so call :meth:`settle` first for
+        complete figures. Settle markers are never matched (they name no policy).
+        """
+        return run_soon(self.portal.loop, self._propagation)
+
+    def _propagation(self) -> tuple[Propagation, ...]:
+        indexes = [_ProcessedIndex(m.deliveries()) for m in self._members]
+        found: list[Propagation] = []
+        for update in self._updates:
+            for member, index in zip(self._members, indexes, strict=True):
+                done = index.first_processed_after(update.name, update.started_at)
+                ms = None if done is None else (done - update.started_at) * 1000
+                found.append(
+                    Propagation(update.seq, update.name, update.instance, member.index, ms)
+                )
+        return tuple(found)
+
+    def propagation_ms(self) -> list[float]:
+        """Every observed propagation time, in milliseconds (missing ones left out)."""
+        return [p.ms for p in self.propagation() if p.ms is not None]
+
+    def stats(self) -> ClusterStats:
+        """The figures so far (call :meth:`settle` first for complete propagation)."""
+        found = self.propagation()
+        times = [p.ms for p in found if p.ms is not None]
+        return ClusterStats(
+            instances=len(self._members),
+            updates=len(self._updates),
+            reads=self.reads,
+            storage_reads=self.storage_reads,
+            propagations=len(times),
+            missing_propagations=len(found) - len(times),
+            propagation_p50_ms=percentile(times, 50) if times else None,
+            propagation_p99_ms=percentile(times, 99) if times else None,
+            propagation_max_ms=max(times) if times else None,
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<PolicyCluster {len(self._members)} instances on {self.channel!r} {state}, "
+            f"{len(self._updates)} updates>"
+        )

@@ -1,0 +1,1164 @@
+"""Redis as one store instance sees it, counted and controlled by the harness.
+
+The harness measures instead of trusting: it hands each store an
+:class:`ObservedRedis` instead of the raw ``redis.asyncio`` client. The proxy
+forwards everything, counts the storage reads the store issues and can hold a
+read's result; its :meth:`ObservedRedis.pubsub` returns a
+:class:`ControlledPubSub`, through which the harness sees, holds, drops,
+duplicates or injects the invalidation messages the store receives, and cuts
+its connection. Nothing is asked of the store beyond using ``client.pubsub()``
+and handling one message before asking for the next.
+
+Threading: every object here belongs to the event loop it was created on (the
+store's loop, usually a :class:`~pytest_quantum_p1._portal.Portal`). The
+controller-side methods are safe to call from any thread: the non-blocking ones
+(``hold()``, ``deliver()``, ``disconnect()``, properties ...) run on the owning
+loop and return at once; the waiting ones come as ``wait_x()`` (blocks the
+calling thread) and ``await wait_x_async()`` (from a coroutine on any loop).
+Nothing sleeps: waits are woken by the events they wait for.
+
+This module imports redis; the plugin imports it only when a fixture needs it.
+"""
+
+# ruff: noqa: ASYNC109  # timeouts mirror redis-py's get_message(timeout=) and the sync twins
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import inspect
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import redis.exceptions
+
+from pytest_quantum_p1._portal import LOOP_GRACE, Signal, await_on, block_on, run_soon
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+__all__ = [
+    "DISCONNECTED",
+    "NOT_CONNECTED",
+    "READ_COMMANDS",
+    "ControlledPubSub",
+    "Delivery",
+    "FetchGate",
+    "Message",
+    "ObservedRedis",
+    "PendingRead",
+]
+
+#: Commands counted as storage reads when issued directly on the client.
+#: Reads inside a pipeline or transaction are not counted (see ObservedRedis).
+READ_COMMANDS: frozenset[str] = frozenset(
+    {
+        "GET",
+        "GETEX",
+        "GETDEL",
+        "GETRANGE",
+        "MGET",
+        "HGET",
+        "HMGET",
+        "HGETALL",
+        "HVALS",
+        "HKEYS",
+        "HEXISTS",
+        "EXISTS",
+        "JSON.GET",
+        "JSON.MGET",
+    }
+)
+
+#: A pub/sub message as ``redis.asyncio`` returns it: ``type``, ``pattern``,
+#: ``channel``, ``data``.
+Message = dict[str, Any]
+
+#: Awaited after every counted read returned, with ``(command, args, result)``;
+#: the store gets the result only when the gate returns.
+FetchGate = Callable[[str, tuple[Any, ...], Any], Awaitable[None]]
+
+DeliveryKind = Literal["message", "duplicate", "injected"]
+
+_DATA_TYPES = frozenset({"message", "pmessage", "smessage"})
+_SUBSCRIBE_TYPES = frozenset({"subscribe", "psubscribe", "ssubscribe"})
+_UNSUBSCRIBE_TYPES = frozenset({"unsubscribe", "punsubscribe", "sunsubscribe"})
+
+#: What redis.asyncio says when a pubsub is read before subscribing or after
+#: closing; mirrored so stores see the errors they would see in production.
+NOT_CONNECTED = "pubsub connection not set: did you forget to call subscribe() or psubscribe()?"
+DISCONNECTED = "connection to Redis lost ({label}: disconnect() by the test harness)"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _owning_loop(loop: asyncio.AbstractEventLoop | None, what: str) -> asyncio.AbstractEventLoop:
+    if loop is not None:
+        return loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"create {what} inside a coroutine on the loop the store runs on, or pass loop="
+        ) from None
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One data message handed to the store, and when the store was done with it.
+
+    Times are :func:`time.perf_counter` seconds. ``processed_at`` is set when
+    the store comes back for the next message (it handles one at a time), so the
+    last message handed out stays unprocessed until then.
+    """
+
+    label: str
+    channel: str
+    data: Any
+    kind: DeliveryKind
+    #: When the harness read it from Redis (for ``injected``: when injected).
+    received_at: float
+    handed_out_at: float
+    processed_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        """``data`` decoded as UTF-8 (invalid bytes replaced)."""
+        return _text(self.data)
+
+    @property
+    def processed(self) -> bool:
+        """Whether the store came back for another message after this one."""
+        return self.processed_at is not None
+
+
+@dataclass(eq=False)
+class _Entry:
+    message: Message
+    received_at: float
+    kind: DeliveryKind = "message"
+
+
+@dataclass(eq=False)
+class PendingRead:
+    """A storage read whose real command ran but whose result the store has not got yet."""
+
+    label: str
+    command: str
+    args: tuple[Any, ...]
+    #: What Redis returned; the store receives exactly this on :meth:`release`.
+    result: Any
+    held_at: float
+    _owner: ObservedRedis = field(repr=False)
+    _gate: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` was called."""
+        return self._gate.is_set()
+
+    def release(self) -> None:
+        """Let the store have the result (safe from any thread)."""
+        run_soon(self._owner.loop, self._owner._release_read, self)
+
+
+class ObservedRedis:
+    """A ``redis.asyncio`` client as one store instance sees it: counted and gated.
+
+    Everything not defined here is forwarded to the wrapped client. Storage reads
+    (:data:`READ_COMMANDS`) issued directly on the client (``get``, ``mget``,
+    ``hget``, ``hgetall``, ``hmget``, ``exists``, ``execute_command`` and
+    ``json().get``) are counted in :attr:`storage_reads` when issued; reads
+    queued in a ``pipeline()`` or transaction are **not** counted, because the
+    pipeline object talks to the connection itself (this is the documented
+    contract of :class:`~pytest_quantum_p1.PolicyStore`).
+
+    :meth:`hold_reads` makes every later read wait, after the real command
+    returned, until the harness releases it (see :attr:`pending_reads`), so a
+    test can interleave "miss, fetch, update and invalidation, fetch completes".
+    :attr:`fetch_gate` is the general hook behind it.
+
+    :meth:`pubsub` returns a :class:`ControlledPubSub`; the latest one is
+    :attr:`current_pubsub` and :attr:`subscriptions` counts them (a store that
+    resubscribes after a lost connection calls ``pubsub()`` again).
+
+    Limits: ``isinstance(proxy, redis.asyncio.Redis)`` is false; ``async with``
+    and ``await`` on the proxy return the proxy, not the raw client.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        label: str,
+        read_commands: Iterable[str] = READ_COMMANDS,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Typed Any: redis-py's commands are typed as sync-or-async unions.
+        self._client: Any = client
+        self.label = label
+        self.loop = _owning_loop(loop, "ObservedRedis")
+        self.read_commands = frozenset(command.upper() for command in read_commands)
+        #: Awaited after each counted read with ``(command, args, result)``.
+        self.fetch_gate: FetchGate | None = None
+        self._signal = Signal()
+        self._reads = 0
+        self._by_command: Counter[str] = Counter()
+        self._holding_reads = False
+        self._pending_reads: list[PendingRead] = []
+        self._pubsubs: list[ControlledPubSub] = []
+
+    # -- forwarding ---------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_client":  # not yet set: avoid recursing during __init__
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+    @property
+    def client(self) -> Redis:
+        """The wrapped client (reads through it are not counted)."""
+        client: Redis = self._client
+        return client
+
+    async def __aenter__(self) -> ObservedRedis:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __await__(self) -> Any:
+        return self._initialized().__await__()
+
+    async def _initialized(self) -> ObservedRedis:
+        await self._client.initialize()
+        return self
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the wrapped client (``Redis.aclose``)."""
+        await self._client.aclose(close_connection_pool)
+
+    def __repr__(self) -> str:
+        return f"<ObservedRedis {self.label} storage_reads={self._reads} of {self._client!r}>"
+
+    # -- counted reads ------------------------------------------------------
+
+    @property
+    def storage_reads(self) -> int:
+        """Storage reads issued directly on this client so far."""
+        return self._reads
+
+    @property
+    def reads_by_command(self) -> dict[str, int]:
+        """Storage reads per command name (``{"GET": 3, ...}``)."""
+        return run_soon(self.loop, lambda: dict(self._by_command))
+
+    def reset_counts(self) -> None:
+        """Zero the read counters (e.g. after warm-up)."""
+        run_soon(self.loop, self._reset_counts)
+
+    def _reset_counts(self) -> None:
+        self._reads = 0
+        self._by_command.clear()
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Forwarded to the client; counted when ``args[0]`` is a read command."""
+        command = _text(args[0]).upper() if args else ""
+        if command not in self.read_commands:
+            return await self._client.execute_command(*args, **options)
+        return await self._read(command, args[1:], self._client.execute_command(*args, **options))
+
+    async def get(self, name: Any) -> Any:
+        """``GET``, counted."""
+        return await self._read("GET", (name,), self._client.get(name))
+
+    async def mget(self, keys: Any, *args: Any) -> Any:
+        """``MGET``, counted once."""
+        return await self._read("MGET", (keys, *args), self._client.mget(keys, *args))
+
+    async def hget(self, name: Any, key: Any) -> Any:
+        """``HGET``, counted."""
+        return await self._read("HGET", (name, key), self._client.hget(name, key))
+
+    async def hgetall(self, name: Any) -> Any:
+        """``HGETALL``, counted."""
+        return await self._read("HGETALL", (name,), self._client.hgetall(name))
+
+    async def hmget(self, name: Any, keys: Any, *args: Any) -> Any:
+        """``HMGET``, counted once."""
+        return await self._read("HMGET", (name, keys, *args), self._client.hmget(name, keys, *args))
+
+    async def exists(self, *names: Any) -> Any:
+        """``EXISTS``, counted."""
+        return await self._read("EXISTS", names, self._client.exists(*names))
+
+    def json(self, **kwargs: Any) -> Any:
+        """The RedisJSON commands, issued through this proxy so ``JSON.GET`` is counted."""
+        from redis.commands.json import AsyncJSON
+
+        return AsyncJSON(client=self, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def _read(self, command: str, args: tuple[Any, ...], pending: Awaitable[Any]) -> Any:
+        # Counted when issued, so "a fetch started" is observable while it is held.
+        self._reads += 1
+        self._by_command[command] += 1
+        self._signal.notify()
+        result = await pending
+        if self._holding_reads:
+            held = PendingRead(self.label, command, args, result, time.perf_counter(), self)
+            self._pending_reads.append(held)
+            self._signal.notify()
+            try:
+                await held._gate.wait()
+            finally:
+                self._discard_read(held)
+        if self.fetch_gate is not None:
+            await self.fetch_gate(command, args, result)
+        return result
+
+    # -- holding reads ------------------------------------------------------
+
+    def hold_reads(self) -> None:
+        """Hold the result of every later read until released (safe from any thread)."""
+        run_soon(self.loop, setattr, self, "_holding_reads", True)
+
+    def release_reads(self) -> None:
+        """Stop holding and release every pending read."""
+        run_soon(self.loop, self._release_all_reads)
+
+    @property
+    def holding_reads(self) -> bool:
+        """Whether :meth:`hold_reads` is in force."""
+        return self._holding_reads
+
+    @property
+    def pending_reads(self) -> tuple[PendingRead, ...]:
+        """Reads that ran and wait for :meth:`PendingRead.release`, oldest first."""
+        return run_soon(self.loop, lambda: tuple(self._pending_reads))
+
+    def wait_pending_reads(self, count: int = 1, timeout: float = 5.0) -> tuple[PendingRead, ...]:
+        """Block until at least ``count`` reads are pending; return them."""
+        return block_on(
+            self.loop, self._wait_pending_reads, count, timeout, timeout=timeout + LOOP_GRACE
+        )
+
+    async def wait_pending_reads_async(
+        self, count: int = 1, timeout: float = 5.0
+    ) -> tuple[PendingRead, ...]:
+        """Wait until at least ``count`` reads are pending; return them."""
+        return await await_on(self.loop, self._wait_pending_reads, count, timeout)
+
+    async def _wait_pending_reads(self, count: int, timeout: float) -> tuple[PendingRead, ...]:
+        def check() -> tuple[PendingRead, ...] | None:
+            return tuple(self._pending_reads) if len(self._pending_reads) >= count else None
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: {len(self._pending_reads)} read(s) pending after "
+                f"{timeout:g}s, wanted {count} (did hold_reads() run before the read?)"
+            ) from None
+
+    def _release_read(self, held: PendingRead) -> None:
+        held._gate.set()
+        self._discard_read(held)
+
+    def _discard_read(self, held: PendingRead) -> None:
+        if held in self._pending_reads:
+            self._pending_reads.remove(held)
+            self._signal.notify()
+
+    def _release_all_reads(self) -> None:
+        self._holding_reads = False
+        for held in list(self._pending_reads):
+            self._release_read(held)
+
+    # -- pub/sub ------------------------------------------------------------
+
+    def pubsub(self, **kwargs: Any) -> ControlledPubSub:
+        """A :class:`ControlledPubSub` around ``client.pubsub(**kwargs)``."""
+        ignore = bool(kwargs.pop("ignore_subscribe_messages", False))
+        controlled = ControlledPubSub(
+            self._client.pubsub(**kwargs),
+            label=f"{self.label} pubsub#{len(self._pubsubs) + 1}",
+            ignore_subscribe_messages=ignore,
+            signal=self._signal,
+            loop=self.loop,
+        )
+        self._pubsubs.append(controlled)
+        self._signal.notify()
+        return controlled
+
+    @property
+    def subscriptions(self) -> int:
+        """How many times the store called ``pubsub()``."""
+        return len(self._pubsubs)
+
+    @property
+    def pubsubs(self) -> tuple[ControlledPubSub, ...]:
+        """Every pubsub the store created, oldest first."""
+        return tuple(self._pubsubs)
+
+    @property
+    def current_pubsub(self) -> ControlledPubSub | None:
+        """The pubsub the store created last, or ``None``."""
+        return self._pubsubs[-1] if self._pubsubs else None
+
+    @property
+    def deliveries(self) -> tuple[Delivery, ...]:
+        """Every message handed to the store over all its pubsubs, in hand-out order."""
+        return run_soon(self.loop, self._all_deliveries)
+
+    def _all_deliveries(self) -> tuple[Delivery, ...]:
+        merged = [d for ps in self._pubsubs for d in ps._log]
+        return tuple(sorted(merged, key=lambda d: d.handed_out_at))
+
+    def wait_subscriptions(self, count: int, timeout: float = 5.0) -> ControlledPubSub:
+        """Block until the store created ``count`` pubsubs; return the latest."""
+        return block_on(
+            self.loop, self._wait_subscriptions, count, timeout, timeout=timeout + LOOP_GRACE
+        )
+
+    async def wait_subscriptions_async(self, count: int, timeout: float = 5.0) -> ControlledPubSub:
+        """Wait until the store created ``count`` pubsubs; return the latest."""
+        return await await_on(self.loop, self._wait_subscriptions, count, timeout)
+
+    async def _wait_subscriptions(self, count: int, timeout: float) -> ControlledPubSub:
+        def check() -> ControlledPubSub | None:
+            return self._pubsubs[-1] if len(self._pubsubs) >= count else None
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: the store called pubsub() {len(self._pubsubs)} time(s) "
+                f"in {timeout:g}s, wanted {count}"
+            ) from None
+
+    def wait_subscribed(self, channel: str, timeout: float = 5.0) -> ControlledPubSub:
+        """Block until Redis confirmed the current pubsub's subscription to ``channel``."""
+        return block_on(
+            self.loop, self._wait_subscribed, channel, timeout, timeout=timeout + LOOP_GRACE
+        )
+
+    async def wait_subscribed_async(self, channel: str, timeout: float = 5.0) -> ControlledPubSub:
+        """Wait until Redis confirmed the current pubsub's subscription to ``channel``.
+
+        A pattern subscription matching ``channel`` counts. Returns that pubsub.
+        """
+        return await await_on(self.loop, self._wait_subscribed, channel, timeout)
+
+    async def _wait_subscribed(self, channel: str, timeout: float) -> ControlledPubSub:
+        def check() -> ControlledPubSub | None:
+            current = self.current_pubsub
+            return current if current is not None and current._listens_to(channel) else None
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: no confirmed subscription to {channel!r} after {timeout:g}s"
+            ) from None
+
+    def wait_processed(
+        self, match: str | bytes | Callable[[Delivery], bool], timeout: float = 5.0
+    ) -> Delivery:
+        """Block until the store processed a message matching ``match`` on any of its pubsubs."""
+        return block_on(
+            self.loop, self._wait_processed, match, timeout, timeout=timeout + LOOP_GRACE
+        )
+
+    async def wait_processed_async(
+        self, match: str | bytes | Callable[[Delivery], bool], timeout: float = 5.0
+    ) -> Delivery:
+        """Wait until the store processed a message matching ``match``; return it.
+
+        ``match`` is the message data (``str`` or ``bytes``) or a predicate.
+        """
+        return await await_on(self.loop, self._wait_processed, match, timeout)
+
+    async def _wait_processed(
+        self, match: str | bytes | Callable[[Delivery], bool], timeout: float
+    ) -> Delivery:
+        scan = _ProcessedScan(_matcher(match))
+
+        def check() -> Delivery | None:
+            for ps in self._pubsubs:
+                found = scan.first(ps, ps._log)
+                if found is not None:
+                    return found
+            return None
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: no processed message matching {match!r} after {timeout:g}s"
+            ) from None
+
+    async def close_pubsubs(self) -> None:
+        """Close every pubsub the store left open (harness clean-up)."""
+        for ps in self._pubsubs:
+            await ps.aclose()
+
+
+def _matcher(match: str | bytes | Callable[[Delivery], bool]) -> Callable[[Delivery], bool]:
+    if callable(match):
+        return match
+    wanted = _text(match)
+    return lambda delivery: delivery.text == wanted
+
+
+class _ProcessedScan:
+    """Finds the first processed delivery matching a predicate, re-checked on each change.
+
+    Stores process messages in order, so processed deliveries form a prefix of
+    each log: the scan remembers where that prefix ends and rechecks only the
+    rest, keeping waits cheap however long a cluster has been running.
+    """
+
+    def __init__(self, predicate: Callable[[Delivery], bool]) -> None:
+        self.predicate = predicate
+        self._checked: dict[int, int] = {}
+
+    def first(self, owner: object, log: list[Delivery]) -> Delivery | None:
+        key = id(owner)
+        start = self._checked.get(key, 0)
+        in_prefix = True
+        for index in range(start, len(log)):
+            delivery = log[index]
+            if delivery.processed_at is None:
+                in_prefix = False  # checked again next time, as are those after it
+                continue
+            if in_prefix:
+                self._checked[key] = index + 1
+            if self.predicate(delivery):
+                return delivery
+        return None
+
+
+def _split_subscriptions(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, Callable[..., Any]]]:
+    # Mirrors redis-py's parse_pubsub_subscriptions: a first list argument,
+    # Subscription(name, handler) objects, and name=handler keywords.
+    first_is_list = bool(args) and isinstance(args[0], list | tuple)
+    flat: list[Any] = [*args[0], *args[1:]] if first_is_list else list(args)
+    names: list[Any] = []
+    handlers: dict[str, Callable[..., Any]] = {}
+    for arg in flat:
+        if isinstance(arg, str | bytes) or not hasattr(arg, "handler"):
+            names.append(arg)
+            continue
+        names.append(arg.name)
+        if arg.handler is not None:
+            handlers[_text(arg.name)] = arg.handler
+    for name, handler in kwargs.items():
+        names.append(name)
+        if handler is not None:
+            handlers[name] = handler
+    return names, handlers
+
+
+class ControlledPubSub:
+    """A ``redis.asyncio`` PubSub whose traffic the harness sees and steers.
+
+    To the store it behaves like the real one for what stores use:
+    ``subscribe``/``psubscribe``/``ssubscribe`` (with handlers), ``unsubscribe``/
+    ``punsubscribe``, ``get_message``, ``listen``, ``run``, ``aclose`` (and the
+    deprecated ``close``/``reset``, which warn as redis-py does), ``subscribed``,
+    ``async with``; anything else is forwarded. Behind it a pump task reads the
+    real pubsub into an inbox as soon as the first subscription is sent.
+
+    Modes: pass-through (default), where messages reach the store as they
+    arrive, and :meth:`hold`, where data messages wait in :attr:`pending` until
+    :meth:`deliver`, :meth:`drop`, :meth:`duplicate` or :meth:`release`.
+    Subscription confirmations always pass. :meth:`inject` puts a synthetic
+    message in front of the store; :meth:`disconnect` makes its next or pending
+    read raise ``redis.exceptions.ConnectionError`` and closes the real pubsub.
+
+    Every data message handed out is logged as a :class:`Delivery`; it counts as
+    processed when the store comes back for the next message.
+    """
+
+    def __init__(
+        self,
+        pubsub: PubSub,
+        *,
+        label: str,
+        ignore_subscribe_messages: bool = False,
+        signal: Signal | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._real: Any = pubsub
+        self.label = label
+        self.loop = _owning_loop(loop, "ControlledPubSub")
+        self._ignore_subscribe_messages = ignore_subscribe_messages
+        self._signal = signal if signal is not None else Signal()
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._ready: deque[_Entry] = deque()
+        self._held: deque[_Entry] = deque()
+        self._holding = False
+        self._log: list[Delivery] = []
+        self._dropped: list[Message] = []
+        self._current: Delivery | None = None
+        self._confirmed: set[str] = set()
+        self._confirmed_patterns: set[str] = set()
+        self._received = 0
+        self._pump: asyncio.Task[None] | None = None
+        self._pump_error: BaseException | None = None
+        self._disconnected = False
+        self._closed = False
+        self._real_closing: asyncio.Task[None] | None = None
+        self._subscribed_at_cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_real":
+            raise AttributeError(name)
+        return getattr(self._real, name)
+
+    def __repr__(self) -> str:
+        mode = "hold" if self._holding else "pass-through"
+        return (
+            f"<ControlledPubSub {self.label} {mode} handed_out={len(self._log)} "
+            f"pending={len(self._held)}>"
+        )
+
+    async def __aenter__(self) -> ControlledPubSub:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the store's side ---------------------------------------------------
+
+    @property
+    def subscribed(self) -> bool:
+        """As ``PubSub.subscribed``.
+
+        After :meth:`disconnect` it keeps the value it had, as redis-py keeps its
+        channels across a lost connection: a ``while pubsub.subscribed`` loop
+        must learn of the loss from the ConnectionError, not by ending quietly.
+        """
+        if self._disconnected:
+            return self._subscribed_at_cut
+        return bool(self._real.subscribed)
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        """Subscribe to channels, as ``PubSub.subscribe``."""
+        await self._subscribe(self._real.subscribe, args, kwargs)
+
+    async def psubscribe(self, *args: Any, **kwargs: Any) -> None:
+        """Subscribe to patterns, as ``PubSub.psubscribe``."""
+        await self._subscribe(self._real.psubscribe, args, kwargs)
+
+    async def ssubscribe(self, *args: Any, **kwargs: Any) -> None:
+        """Subscribe to shard channels, as ``PubSub.ssubscribe``."""
+        await self._subscribe(self._real.ssubscribe, args, kwargs)
+
+    async def _subscribe(
+        self, command: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: Any
+    ) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self.label} is closed: call client.pubsub() for a new one")
+        if self._disconnected:
+            raise redis.exceptions.ConnectionError(DISCONNECTED.format(label=self.label))
+        names, handlers = _split_subscriptions(args, kwargs)
+        # Handlers stay here, not in the real pubsub: the pump must see every
+        # message so that hold() and the log cover handler-based stores too.
+        await command(*names)
+        self._handlers.update(handlers)
+        if self._pump is None:
+            self._pump = self.loop.create_task(self._run_pump(), name=f"{self.label} pump")
+
+    async def unsubscribe(self, *args: Any) -> None:
+        """As ``PubSub.unsubscribe``; a no-op once disconnected (the subscription is gone)."""
+        if not (self._disconnected or self._closed):
+            await self._real.unsubscribe(*args)
+
+    async def punsubscribe(self, *args: Any) -> None:
+        """As ``PubSub.punsubscribe``; a no-op once disconnected."""
+        if not (self._disconnected or self._closed):
+            await self._real.punsubscribe(*args)
+
+    async def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0
+    ) -> Message | None:
+        """The next message, or ``None`` if none came within ``timeout`` (``None``: wait).
+
+        As in redis-py, an ignored subscription confirmation or a message consumed
+        by a handler returns ``None``.
+        """
+        self._mark_processed()  # coming back for more means the last one is done
+        self._check_usable(backlog=bool(self._ready))
+        if not self._ready:
+            if timeout is not None and timeout <= 0:
+                return None
+
+            def check() -> bool | None:
+                stop = self._disconnected or self._closed or self._pump_error is not None
+                return True if self._ready or stop else None
+
+            try:
+                await self._signal.wait_until(check, timeout)
+            except TimeoutError:
+                return None
+            self._check_usable(backlog=bool(self._ready))
+        return await self._hand_out(self._ready.popleft(), ignore_subscribe_messages)
+
+    async def listen(self) -> AsyncIterator[Message]:
+        """Yield messages while subscribed, as ``PubSub.listen``; raises once disconnected."""
+        while True:
+            if self._disconnected:
+                raise redis.exceptions.ConnectionError(DISCONNECTED.format(label=self.label))
+            if not self._real.subscribed and not self._ready and not self._held:
+                if self._pump_error is not None:
+                    raise self._pump_error
+                return
+            message = await self.get_message(timeout=None)
+            if message is not None:
+                yield message
+
+    async def run(
+        self,
+        *,
+        exception_handler: Callable[[BaseException, Any], Any] | None = None,
+        poll_timeout: float = 1.0,
+        **_: Any,
+    ) -> None:
+        """Dispatch messages to the subscription handlers forever, as ``PubSub.run``."""
+        while True:
+            try:
+                await self.get_message(ignore_subscribe_messages=True, timeout=poll_timeout)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                if exception_handler is None:
+                    raise
+                outcome = exception_handler(exc, self)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            # As redis-py: let other tasks run when messages arrive back to back.
+            await asyncio.sleep(0)
+
+    async def aclose(self) -> None:
+        """Close the pubsub and its pump, as ``PubSub.aclose``."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._close_real()
+        self._signal.notify()
+
+    async def close(self) -> None:
+        """Deprecated alias of :meth:`aclose`, warning as redis-py does."""
+        await self._stop_pump()
+        self._closed = True
+        await self._real.close()
+        self._signal.notify()
+
+    async def reset(self) -> None:
+        """Deprecated alias of :meth:`aclose`, warning as redis-py does."""
+        await self._stop_pump()
+        self._closed = True
+        await self._real.reset()
+        self._signal.notify()
+
+    def _check_usable(self, *, backlog: bool) -> None:
+        # backlog: messages read before a real connection failure are handed out
+        # before the failure itself, as a socket's buffered replies would be.
+        if self._closed:
+            raise RuntimeError(NOT_CONNECTED)
+        if self._disconnected:
+            raise redis.exceptions.ConnectionError(DISCONNECTED.format(label=self.label))
+        if self._pump_error is not None and not backlog:
+            raise self._pump_error
+        if self._pump is None and not self._ready:
+            raise RuntimeError(NOT_CONNECTED)
+
+    async def _hand_out(self, entry: _Entry, ignore_subscribe_messages: bool) -> Message | None:
+        message = dict(entry.message)
+        kind = message["type"]
+        if kind not in _DATA_TYPES:
+            confirmation = kind in _SUBSCRIBE_TYPES or kind in _UNSUBSCRIBE_TYPES
+            if confirmation and (ignore_subscribe_messages or self._ignore_subscribe_messages):
+                return None
+            return message
+        delivery = Delivery(
+            label=self.label,
+            channel=_text(message["channel"]),
+            data=message["data"],
+            kind=entry.kind,
+            received_at=entry.received_at,
+            handed_out_at=time.perf_counter(),
+        )
+        self._log.append(delivery)
+        self._current = delivery
+        self._signal.notify()
+        handler = self._handler_for(message)
+        if handler is None:
+            return message
+        outcome = handler(message)
+        if inspect.isawaitable(outcome):
+            await outcome
+        self._mark_processed()
+        return None
+
+    def _handler_for(self, message: Message) -> Callable[..., Any] | None:
+        if message["type"] == "pmessage":
+            return self._handlers.get(_text(message["pattern"]))
+        return self._handlers.get(_text(message["channel"]))
+
+    def _mark_processed(self) -> None:
+        if self._current is not None:
+            self._current.processed_at = time.perf_counter()
+            self._current = None
+            self._signal.notify()
+
+    # -- the pump -----------------------------------------------------------
+
+    async def _run_pump(self) -> None:
+        try:
+            while True:
+                message = await self._real.get_message(timeout=None)
+                if message is not None:
+                    self._accept(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the store on its next read
+            self._pump_error = exc
+            self._signal.notify()
+
+    def _accept(self, message: Message) -> None:
+        kind = message["type"]
+        channel = _text(message.get("channel"))
+        if kind in ("subscribe", "ssubscribe"):
+            self._confirmed.add(channel)
+        elif kind == "psubscribe":
+            self._confirmed_patterns.add(channel)
+        elif kind in ("unsubscribe", "sunsubscribe"):
+            self._confirmed.discard(channel)
+        elif kind == "punsubscribe":
+            self._confirmed_patterns.discard(channel)
+        entry = _Entry(message, time.perf_counter())
+        if kind in _DATA_TYPES:
+            self._received += 1
+            (self._held if self._holding else self._ready).append(entry)
+        else:
+            self._ready.append(entry)
+        self._signal.notify()
+
+    async def _stop_pump(self) -> None:
+        pump = self._pump
+        if pump is not None and not pump.done():
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    async def _close_real(self) -> None:
+        if self._real_closing is None:
+            self._real_closing = self.loop.create_task(self._shut_real())
+        await asyncio.shield(self._real_closing)
+
+    async def _shut_real(self) -> None:
+        await self._stop_pump()
+        await self._real.aclose()
+
+    def _listens_to(self, channel: str) -> bool:
+        if self._disconnected or self._closed:
+            return False
+        if channel in self._confirmed:
+            return True
+        return any(fnmatch.fnmatchcase(channel, p) for p in self._confirmed_patterns)
+
+    # -- the controller's side (any thread) ---------------------------------
+
+    @property
+    def holding(self) -> bool:
+        """Whether data messages are held (see :meth:`hold`)."""
+        return self._holding
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether :meth:`disconnect` ran or the real connection failed."""
+        return self._disconnected or self._pump_error is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the store (or the harness) closed this pubsub."""
+        return self._closed
+
+    @property
+    def confirmed_channels(self) -> frozenset[str]:
+        """Channels whose subscription Redis confirmed (and not yet unsubscribed)."""
+        return run_soon(self.loop, lambda: frozenset(self._confirmed))
+
+    @property
+    def received(self) -> int:
+        """Data messages read from Redis so far."""
+        return self._received
+
+    @property
+    def pending(self) -> tuple[Message, ...]:
+        """Held data messages, oldest first (copies)."""
+        return run_soon(self.loop, lambda: tuple(dict(e.message) for e in self._held))
+
+    @property
+    def dropped(self) -> tuple[Message, ...]:
+        """Messages removed by :meth:`drop` or lost to :meth:`disconnect`."""
+        return run_soon(self.loop, lambda: tuple(self._dropped))
+
+    @property
+    def log(self) -> tuple[Delivery, ...]:
+        """Every data message handed to the store, in order."""
+        return run_soon(self.loop, lambda: tuple(self._log))
+
+    @property
+    def handed_out(self) -> int:
+        """How many data messages the store was given."""
+        return len(self._log)
+
+    @property
+    def processed(self) -> int:
+        """How many of them the store finished (came back for another message)."""
+        return run_soon(self.loop, lambda: sum(1 for d in self._log if d.processed))
+
+    def status_of(
+        self, data: str | bytes
+    ) -> Literal["processed", "handed out", "waiting", "held", "unseen"]:
+        """Where the latest message with this data is: for timeout diagnostics."""
+        return run_soon(self.loop, self._status_of, _text(data))
+
+    def _status_of(
+        self, text: str
+    ) -> Literal["processed", "handed out", "waiting", "held", "unseen"]:
+        for delivery in reversed(self._log):
+            if delivery.text == text:
+                return "processed" if delivery.processed else "handed out"
+        if any(_text(e.message.get("data")) == text for e in self._ready):
+            return "waiting"
+        if any(_text(e.message.get("data")) == text for e in self._held):
+            return "held"
+        return "unseen"
+
+    def hold(self) -> None:
+        """Hold data messages until :meth:`deliver`/:meth:`drop`/:meth:`release`.
+
+        Messages that arrived but that the store has not taken yet are held too,
+        so what the store sees after this call is decided by the controller.
+        """
+        run_soon(self.loop, self._hold)
+
+    def _hold(self) -> None:
+        self._holding = True
+        keep: deque[_Entry] = deque()
+        for entry in self._ready:
+            (self._held if entry.message["type"] in _DATA_TYPES else keep).append(entry)
+        self._ready = keep
+        self._signal.notify()
+
+    def release(self) -> int:
+        """Back to pass-through, delivering everything held; returns how many."""
+        return run_soon(self.loop, self._release)
+
+    def _release(self) -> int:
+        self._holding = False
+        count = len(self._held)
+        self._ready.extend(self._held)
+        self._held.clear()
+        self._signal.notify()
+        return count
+
+    def deliver(self, n: int = 1) -> tuple[Message, ...]:
+        """Hand the ``n`` oldest held messages to the store; returns them."""
+        return run_soon(self.loop, self._deliver, n, False)
+
+    def duplicate(self, n: int = 1) -> tuple[Message, ...]:
+        """Hand copies of the ``n`` oldest held messages to the store, keeping them held."""
+        return run_soon(self.loop, self._deliver, n, True)
+
+    def _deliver(self, n: int, copy: bool) -> tuple[Message, ...]:
+        taken = self._take(n, "duplicate" if copy else "deliver")
+        for entry in taken:
+            self._ready.append(
+                _Entry(dict(entry.message), entry.received_at, "duplicate") if copy else entry
+            )
+        if copy:
+            self._held.extendleft(reversed(taken))
+        self._signal.notify()
+        return tuple(dict(e.message) for e in taken)
+
+    def drop(self, n: int = 1) -> tuple[Message, ...]:
+        """Discard the ``n`` oldest held messages; the store never sees them."""
+        return run_soon(self.loop, self._drop, n)
+
+    def _drop(self, n: int) -> tuple[Message, ...]:
+        taken = self._take(n, "drop")
+        self._dropped.extend(e.message for e in taken)
+        self._signal.notify()
+        return tuple(dict(e.message) for e in taken)
+
+    def _take(self, n: int, verb: str) -> list[_Entry]:
+        if n < 0:
+            raise ValueError(f"{verb}(n) needs n >= 0, got {n}")
+        if n > len(self._held):
+            raise ValueError(
+                f"{self.label}: cannot {verb} {n} message(s), {len(self._held)} held "
+                "(wait_pending(n) first; hold() must be in force before they arrive)"
+            )
+        return [self._held.popleft() for _ in range(n)]
+
+    def inject(self, data: bytes | str, *, channel: str | bytes | None = None) -> Message:
+        """Hand the store a synthetic data message (after those already released).
+
+        ``channel`` defaults to the first confirmed channel. Bypasses hold().
+        """
+        return run_soon(self.loop, self._inject, data, channel)
+
+    def _inject(self, data: bytes | str, channel: str | bytes | None) -> Message:
+        name: str | bytes = channel if channel is not None else min(self._confirmed, default="")
+        if isinstance(data, bytes) and isinstance(name, str):
+            name = name.encode()
+        message: Message = {"type": "message", "pattern": None, "channel": name, "data": data}
+        self._ready.append(_Entry(message, time.perf_counter(), "injected"))
+        self._signal.notify()
+        return dict(message)
+
+    def disconnect(self) -> None:
+        """Cut the connection: the store's next or pending read raises ConnectionError.
+
+        Messages not yet taken are lost (see :attr:`dropped`); the real pubsub is
+        closed in the background (:meth:`disconnect_async` waits for it).
+        """
+        run_soon(self.loop, self._disconnect)
+
+    async def disconnect_async(self) -> None:
+        """:meth:`disconnect`, then wait until the real pubsub is closed."""
+        await await_on(self.loop, self._disconnect_and_wait)
+
+    async def _disconnect_and_wait(self) -> None:
+        self._disconnect()
+        if self._real_closing is not None:
+            await asyncio.shield(self._real_closing)
+
+    def _disconnect(self) -> None:
+        if self._disconnected or self._closed:
+            return
+        self._subscribed_at_cut = bool(self._real.subscribed)
+        self._disconnected = True
+        self._dropped.extend(e.message for e in (*self._ready, *self._held))
+        self._ready.clear()
+        self._held.clear()
+        self._real_closing = self.loop.create_task(self._shut_real(), name=f"{self.label} cut")
+        self._signal.notify()
+
+    def wait_pending(self, count: int = 1, timeout: float = 5.0) -> tuple[Message, ...]:
+        """Block until at least ``count`` messages are held; return them."""
+        return block_on(self.loop, self._wait_pending, count, timeout, timeout=timeout + LOOP_GRACE)
+
+    async def wait_pending_async(self, count: int = 1, timeout: float = 5.0) -> tuple[Message, ...]:
+        """Wait until at least ``count`` messages are held; return them."""
+        return await await_on(self.loop, self._wait_pending, count, timeout)
+
+    async def _wait_pending(self, count: int, timeout: float) -> tuple[Message, ...]:
+        def check() -> tuple[Message, ...] | None:
+            if len(self._held) < count:
+                return None
+            return tuple(dict(e.message) for e in self._held)
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            hint = "" if self._holding else " (hold() is not in force)"
+            raise TimeoutError(
+                f"{self.label}: {len(self._held)} message(s) held after {timeout:g}s, "
+                f"wanted {count}{hint}"
+            ) from None
+
+    def wait_handed_out(self, count: int = 1, timeout: float = 5.0) -> Delivery:
+        """Block until the store has taken ``count`` data messages; return the last."""
+        return block_on(
+            self.loop, self._wait_handed_out, count, timeout, timeout=timeout + LOOP_GRACE
+        )
+
+    async def wait_handed_out_async(self, count: int = 1, timeout: float = 5.0) -> Delivery:
+        """Wait until the store has taken ``count`` data messages; return the last."""
+        return await await_on(self.loop, self._wait_handed_out, count, timeout)
+
+    async def _wait_handed_out(self, count: int, timeout: float) -> Delivery:
+        def check() -> Delivery | None:
+            return self._log[-1] if len(self._log) >= count else None
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: the store took {len(self._log)} message(s) in "
+                f"{timeout:g}s, wanted {count}"
+            ) from None
+
+    def wait_processed(
+        self, match: str | bytes | Callable[[Delivery], bool], timeout: float = 5.0
+    ) -> Delivery:
+        """Block until the store processed a message matching ``match``; return it."""
+        return block_on(
+            self.loop, self._wait_processed, match, timeout, timeout=timeout + LOOP_GRACE
+        )
+
+    async def wait_processed_async(
+        self, match: str | bytes | Callable[[Delivery], bool], timeout: float = 5.0
+    ) -> Delivery:
+        """Wait until the store processed a message matching ``match`` (data or predicate)."""
+        return await await_on(self.loop, self._wait_processed, match, timeout)
+
+    async def _wait_processed(
+        self, match: str | bytes | Callable[[Delivery], bool], timeout: float
+    ) -> Delivery:
+        scan = _ProcessedScan(_matcher(match))
+
+        def check() -> Delivery | None:
+            return scan.first(self, self._log)
+
+        try:
+            return await self._signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: no processed message matching {match!r} after {timeout:g}s"
+            ) from None
+
+    def wait_subscribed(self, channel: str, timeout: float = 5.0) -> None:
+        """Block until Redis confirmed the subscription to ``channel`` (or a matching pattern)."""
+        block_on(self.loop, self._wait_subscribed, channel, timeout, timeout=timeout + LOOP_GRACE)
+
+    async def wait_subscribed_async(self, channel: str, timeout: float = 5.0) -> None:
+        """Wait until Redis confirmed the subscription to ``channel`` (or a matching pattern)."""
+        await await_on(self.loop, self._wait_subscribed, channel, timeout)
+
+    async def _wait_subscribed(self, channel: str, timeout: float) -> None:
+        try:
+            await self._signal.wait_until(
+                lambda: True if self._listens_to(channel) else None, timeout
+            )
+        except TimeoutError:
+            raise TimeoutError(
+                f"{self.label}: no confirmed subscription to {channel!r} after {timeout:g}s"
+            ) from None
