@@ -153,6 +153,8 @@ class EventBus:
     def connected_to(self, handler: Handler, names: Iterable[str] | None = None) -> Iterator[None]:
         """Subscribe ``handler`` to ``names`` (default: every event) for a ``with`` block."""
         chosen = list(self._catalogue if names is None else names)
+        for name in chosen:  # all names checked first, so a typo subscribes nothing
+            self._route(name)
         for name in chosen:
             self.subscribe(name, handler)
         try:
@@ -181,7 +183,10 @@ class EventBus:
                 if is_async:
                     await handler(name, payload)  # type: ignore[misc]
                 else:
-                    handler(name, payload)
+                    result = handler(name, payload)
+                    # Objects with an async __call__ are not coroutine functions.
+                    if result is not None and inspect.isawaitable(result):
+                        await result
             except Exception:
                 logger.exception("subscriber %r failed handling event %s", handler, name)
 
