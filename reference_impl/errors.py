@@ -72,3 +72,27 @@ class InvalidModeError(P1Error, ValueError):
 
 class InvalidSafetyLevelError(P1Error, ValueError):
     """A safety level outside the governor's range."""
+
+
+class InvalidReasonError(P1Error, ValueError):
+    """A safety level change whose reason is not a non-empty string."""
+
+
+class InvalidShadowTestError(P1Error, ValueError):
+    """Shadow test input that cannot be compared (empty, mismatched, non-numeric)."""
+
+
+class FederationV2Error(P1Error, ValueError):
+    """Bad input to the v2 engine."""
+
+
+class InvalidNodeError(FederationV2Error):
+    """A v2 node id or transport that cannot be registered."""
+
+
+class InvalidNodeStatusError(FederationV2Error):
+    """A node status the v2 engine does not know (see its NODE_STATUSES)."""
+
+
+class FederationRoundError(P1Error, ValueError):
+    """A round id, participant list or metric that is invalid, or a round in the wrong state."""
