@@ -1,35 +1,118 @@
 """pytest-quantum-p1: prove in CI that a backend keeps its P1 maintenance promises.
 
-Load with ``pytest -p quantum_p1``. Importing this package stays cheap: the
-public names that need redis or hypothesis are imported on first access.
+Load with ``pytest -p quantum_p1``. Importing this package stays cheap: every
+public name is imported from its module on first access (PEP 562), so loading
+the plugin pulls in neither redis, fakeredis, hypothesis, asyncio nor even the
+target protocol before a test needs them.
 """
 
 from __future__ import annotations
 
-from pytest_quantum_p1._target import (
-    DEFAULT_TARGET,
-    Bus,
-    Clock,
-    EventHandler,
-    P1Target,
-    PolicyStore,
-    RequiredEvent,
-    StoreFactory,
-    TargetError,
-    V2Rules,
-    load_target,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_quantum_p1._clock import VirtualClock
+    from pytest_quantum_p1._cluster import PolicyCluster
+    from pytest_quantum_p1._config import P1Settings, parse_duration
+    from pytest_quantum_p1._events import ANY, EventRecorder, RecordedEvent, UnknownEventName
+    from pytest_quantum_p1._latency import (
+        LatencyRecorder,
+        LatencyStats,
+        measure_latency,
+        measure_latency_async,
+    )
+    from pytest_quantum_p1._target import (
+        DEFAULT_TARGET,
+        Bus,
+        Clock,
+        EventHandler,
+        P1Target,
+        PolicyStore,
+        RequiredEvent,
+        StoreFactory,
+        TargetError,
+        V2Rules,
+        load_target,
+    )
+    from pytest_quantum_p1._v2 import V2Guard, V2ScanResult
+    from pytest_quantum_p1.plugin import PolicyClusterFactory, RedisFactory
 
 __all__ = [
+    "ANY",
     "DEFAULT_TARGET",
     "Bus",
     "Clock",
     "EventHandler",
+    "EventRecorder",
+    "LatencyRecorder",
+    "LatencyStats",
+    "P1Settings",
     "P1Target",
+    "PolicyCluster",
+    "PolicyClusterFactory",
     "PolicyStore",
+    "RecordedEvent",
+    "RedisFactory",
     "RequiredEvent",
     "StoreFactory",
     "TargetError",
+    "UnknownEventName",
+    "V2Guard",
     "V2Rules",
+    "V2ScanResult",
+    "VirtualClock",
     "load_target",
+    "measure_latency",
+    "measure_latency_async",
+    "parse_duration",
 ]
+
+# Public name -> the private module that defines it, imported on first access.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "DEFAULT_TARGET",
+            "Bus",
+            "Clock",
+            "EventHandler",
+            "P1Target",
+            "PolicyStore",
+            "RequiredEvent",
+            "StoreFactory",
+            "TargetError",
+            "V2Rules",
+            "load_target",
+        ),
+        "_target",
+    ),
+    "ANY": "_events",
+    "EventRecorder": "_events",
+    "RecordedEvent": "_events",
+    "UnknownEventName": "_events",
+    "LatencyRecorder": "_latency",
+    "LatencyStats": "_latency",
+    "measure_latency": "_latency",
+    "measure_latency_async": "_latency",
+    "P1Settings": "_config",
+    "parse_duration": "_config",
+    "VirtualClock": "_clock",
+    "PolicyCluster": "_cluster",
+    "V2Guard": "_v2",
+    "V2ScanResult": "_v2",
+    "PolicyClusterFactory": "plugin",
+    "RedisFactory": "plugin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,1 +1,426 @@
-"""pytest hooks and fixture declarations of ``-p quantum_p1`` (logic lives elsewhere)."""
+"""pytest hooks and fixture declarations of ``-p quantum_p1`` (logic lives elsewhere).
+
+Loading this module must stay cheap: it imports pytest and the option
+definitions only. The target, redis, fakeredis and hypothesis are imported by
+the fixtures that need them, when a test first asks for one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from pytest_quantum_p1 import _config, _msgs
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
+
+    from pytest_quantum_p1._clock import VirtualClock
+    from pytest_quantum_p1._cluster import PolicyCluster
+    from pytest_quantum_p1._events import EventRecorder
+    from pytest_quantum_p1._latency import LatencyRecorder
+    from pytest_quantum_p1._redis import RedisServer
+    from pytest_quantum_p1._target import P1Target
+    from pytest_quantum_p1._v2 import V2Guard, V2ScanResult
+
+__all__ = ["PolicyClusterFactory", "RedisFactory"]
+
+
+class RedisFactory(Protocol):
+    """The ``p1_redis_factory`` fixture: a new ``redis.asyncio`` client on the selected Redis.
+
+    Keyword arguments go to the client (``decode_responses=True``, ...).
+    """
+
+    def __call__(self, **kwargs: Any) -> Redis: ...
+
+
+class PolicyClusterFactory(Protocol):
+    """The ``policy_cluster`` fixture: ``policy_cluster(instances=None, *, timeout=10.0)``."""
+
+    def __call__(self, instances: int | None = None, *, timeout: float = 10.0) -> PolicyCluster: ...
+
+
+#: The ``publishes`` expectations of a test and the recorder that checks them.
+_PUBLISHES_KEY = pytest.StashKey[tuple["EventRecorder", list[tuple[str, dict[str, Any]]]]]()
+#: The guard of a ``forbid_v2`` test.
+_FORBID_V2_KEY = pytest.StashKey["V2Guard"]()
+#: ``p1.latency.*`` figures by node id, for pytest-benchmark's JSON.
+_LATENCY_FIGURES_KEY = pytest.StashKey[dict[str, dict[str, object]]]()
+_BENCHMARK_HOOKS_NAME = "quantum_p1.benchmark"
+
+
+# -- hooks ----------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _config.register_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_config.SETTINGS_KEY] = _config.settings_from_config(config)
+    for line in _config.MARKERS:
+        config.addinivalue_line("markers", line)
+    if config.pluginmanager.hasplugin("benchmark"):
+        from pytest_quantum_p1._latency import BenchmarkHooks
+
+        figures: dict[str, dict[str, object]] = {}
+        config.stash[_LATENCY_FIGURES_KEY] = figures
+        config.pluginmanager.register(BenchmarkHooks(figures), _BENCHMARK_HOOKS_NAME)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return _config.header_line(config.stash[_config.SETTINGS_KEY])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    # Past the yield only if the test itself passed: a failing test keeps its own error.
+    yield
+    verdicts = []
+    pending = item.stash.get(_PUBLISHES_KEY, None)
+    if pending is not None:
+        from pytest_quantum_p1._events import publishes_failures
+
+        verdicts.append(publishes_failures(*pending))
+    guard = item.stash.get(_FORBID_V2_KEY, None)
+    if guard is not None and guard.violations:
+        verdicts.append(guard.format_violations())
+    failures = [verdict for verdict in verdicts if verdict]
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+# -- target, settings, events, latency -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def p1_settings(pytestconfig: pytest.Config) -> _config.P1Settings:
+    """The effective quantum-p1 settings of this run (a frozen ``P1Settings``)."""
+    return pytestconfig.stash[_config.SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def p1_target(pytestconfig: pytest.Config) -> P1Target:
+    """The configured ``P1Target`` (``--p1-target`` / ini ``p1_target``), imported on first use.
+
+    A target that cannot be loaded is an error naming the setting to fix.
+    """
+    from pytest_quantum_p1._target import TargetError
+
+    try:
+        return _config.load_configured_target(pytestconfig)
+    except TargetError as exc:
+        problem = str(exc)
+    # Outside the ``except``: the report shows our message, not a chained traceback.
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def p1_events(p1_target: P1Target) -> Iterator[EventRecorder]:
+    """Records every event published on the target's bus during the test.
+
+    ``assert_published(name, **fields)`` (subset match; ``ANY`` for any value)
+    returns the event; ``assert_not_published``, ``assert_order(*names,
+    exact=False)``, ``wait_for(name, timeout=1.0, **fields)`` and
+    ``await wait_for_async(...)``; ``events``, ``names``, ``clear()``; and
+    ``with p1_events.capture() as events:`` for a fresh recording per
+    Hypothesis example. Unknown event names raise ``UnknownEventName``.
+    """
+    from pytest_quantum_p1._events import EventRecorder
+
+    with EventRecorder(p1_target.bus()) as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def p1_latency(request: pytest.FixtureRequest, p1_settings: _config.P1Settings) -> LatencyRecorder:
+    """Measures per-call latency percentiles of a sync or async callable after warm-up.
+
+    ``p1_latency(fn, label=None, budget=None, percentile="p99", warmup=100,
+    calls=1000, batch=10, runner=None)`` returns ``LatencyStats`` (``p50_ns``,
+    ``p99_ns``, ``p999_ns``, ``mean_ns``; ``assert_below(budget)``) and records
+    ``p1.latency.<label>.<figure>_ns`` in the test's user properties (and in
+    pytest-benchmark's JSON when it is active). ``await
+    p1_latency.measure_async(fn, ...)`` inside a running event loop.
+    ``p1_latency.default_budget_ns`` is ``--p1-latency-budget``.
+    """
+    from pytest_quantum_p1._latency import LatencyRecorder
+
+    return LatencyRecorder(request.node.user_properties, p1_settings.latency_budget_ns)
+
+
+@pytest.fixture(autouse=True)
+def _p1_markers(request: pytest.FixtureRequest) -> None:
+    # Marker misuse fails the test before it runs, with one message and no
+    # chained traceback (hence the ``problem`` variable instead of failing in
+    # ``except``); the verdicts come in ``pytest_runtest_call``.
+    node = request.node
+    publishes = list(node.iter_markers("publishes"))
+    forbid_v2 = list(node.iter_markers("forbid_v2"))
+    problem: str | None = None
+    if publishes:
+        problem = _arm_publishes(request, publishes)
+    if forbid_v2 and problem is None:
+        misused = next((m for m in forbid_v2 if m.args or m.kwargs), None)
+        if misused is not None:
+            problem = _msgs.MARKER_FORBID_V2_MISUSE.format(
+                nodeid=node.nodeid, args=_marker_args(misused)
+            )
+        else:
+            node.stash[_FORBID_V2_KEY] = request.getfixturevalue("v2_guard")
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+
+
+def _marker_args(marker: pytest.Mark) -> str:
+    return ", ".join([*map(repr, marker.args), *(f"{k}={v!r}" for k, v in marker.kwargs.items())])
+
+
+def _arm_publishes(request: pytest.FixtureRequest, markers: list[pytest.Mark]) -> str | None:
+    """Validate the ``publishes`` markers and start recording; the problem, if any."""
+    from pytest_quantum_p1._events import UnknownEventName, publishes_signature
+
+    expectations = []
+    for marker in markers:
+        try:
+            expectations.append(publishes_signature(*marker.args, **marker.kwargs))
+        except TypeError:
+            return _msgs.MARKER_PUBLISHES_MISUSE.format(
+                nodeid=request.node.nodeid, args=_marker_args(marker)
+            )
+    recorder: EventRecorder = request.getfixturevalue("p1_events")
+    for name, _fields in expectations:
+        try:
+            recorder.check_name(name)
+        except UnknownEventName as exc:
+            return _msgs.MARKER_PUBLISHES_PREFIX + str(exc)
+    request.node.stash[_PUBLISHES_KEY] = (recorder, expectations)
+    return None
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+async def _disconnect_at_loop_shutdown(connection: AbstractConnection) -> AsyncGenerator[None]:
+    try:
+        yield
+    finally:
+        await connection.disconnect()
+
+
+class _RedisClients:
+    """The clients one test made on the selected Redis, and their clean-up.
+
+    A ``redis.asyncio`` connection can only be closed on the event loop it
+    connected on, and a sync fixture tears down after that loop (typically an
+    ``asyncio.run``) is gone. So each real connection parks an async generator
+    on its loop; ``asyncio.run``, ``asyncio.Runner`` (pytest-asyncio, anyio)
+    and the harness's portal close those before closing the loop, and that
+    disconnects the connection. Teardown closes what is left on live loops.
+    """
+
+    def __init__(self, make: Callable[..., Redis], *, real: bool) -> None:
+        self._make = make
+        self._real = real
+        self._clients: list[Redis] = []
+        self._closers: list[tuple[asyncio.AbstractEventLoop, AsyncGenerator[None]]] = []
+
+    def untracked(self, **kwargs: Any) -> Redis:
+        """A client whose owner closes it (the policy cluster closes its own)."""
+        return self._make(**kwargs)
+
+    def __call__(self, **kwargs: Any) -> Redis:
+        if self._real:
+            kwargs.setdefault("redis_connect_func", self._on_connect)
+        client = self._make(**kwargs)
+        self._clients.append(client)
+        return client
+
+    async def _on_connect(self, connection: AbstractConnection) -> None:
+        import asyncio
+
+        await connection.on_connect()
+        closer = _disconnect_at_loop_shutdown(connection)
+        await anext(closer)  # first iteration registers it with the running loop
+        self._closers.append((asyncio.get_running_loop(), closer))
+
+    def close(self) -> None:
+        import asyncio
+
+        for loop, closer in self._closers:
+            if loop.is_closed():  # its shutdown already ran the closer
+                continue
+            if loop.is_running():  # on another thread (a portal, a session loop)
+                asyncio.run_coroutine_threadsafe(closer.aclose(), loop).result(10)
+            else:
+                loop.run_until_complete(closer.aclose())
+        for client in self._clients:
+            asyncio.run(client.aclose())
+
+
+@pytest.fixture(scope="session")
+def _p1_redis_server(p1_settings: _config.P1Settings) -> Iterator[RedisServer]:
+    from pytest_quantum_p1._redis import RedisServerUnavailable, spawn_redis_server
+
+    try:
+        server = spawn_redis_server(p1_settings.redis_binary)
+    except RedisServerUnavailable as exc:
+        problem = _msgs.REDIS_SERVER_UNAVAILABLE.format(error=exc)
+    else:
+        with server:
+            yield server
+        return
+    # A missing server is an environment problem locally, but a broken CI.
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem, pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def _p1_redis_clients(
+    request: pytest.FixtureRequest, p1_settings: _config.P1Settings
+) -> Iterator[_RedisClients]:
+    mode = p1_settings.redis_mode
+    if mode == "fake":
+        import fakeredis
+
+        fake_server = fakeredis.FakeServer()  # one per test: isolation without flushing
+
+        def make_fake(**kwargs: Any) -> Redis:
+            return fakeredis.FakeAsyncRedis(server=fake_server, **kwargs)
+
+        clients = _RedisClients(make_fake, real=False)
+    else:
+        import redis
+        import redis.asyncio
+
+        if mode == "server":
+            server: RedisServer = request.getfixturevalue("_p1_redis_server")
+            url = server.url
+            # The server is private to this session: emptying it is safe.
+            with redis.Redis.from_url(url) as admin:
+                admin.flushall()
+        else:
+            url = p1_settings.redis  # someone else's server: never flushed
+
+        def make_real(**kwargs: Any) -> Redis:
+            return redis.asyncio.Redis.from_url(url, **kwargs)
+
+        clients = _RedisClients(make_real, real=True)
+    yield clients
+    clients.close()
+
+
+@pytest.fixture
+def p1_redis(_p1_redis_clients: _RedisClients) -> Redis:
+    """A ``redis.asyncio`` client on the selected Redis (``--p1-redis``), closed after the test.
+
+    ``fake``: a fakeredis server of this test's own. ``server``: a private
+    redis-server shared by the session and emptied before each test. A URL:
+    that server as it is, never flushed. Use the client on one event loop
+    at a time; ``p1_redis_factory()`` makes more clients on the same Redis.
+    """
+    return _p1_redis_clients()
+
+
+@pytest.fixture
+def p1_redis_factory(_p1_redis_clients: _RedisClients) -> RedisFactory:
+    """Makes new ``redis.asyncio`` clients on the same Redis as ``p1_redis`` (closed after the test).
+
+    ``p1_redis_factory(decode_responses=True)``: keyword arguments go to the client.
+    """
+    return _p1_redis_clients
+
+
+# -- clock, cluster, v2 ---------------------------------------------------------------
+
+
+@pytest.fixture
+def virtual_clock() -> VirtualClock:
+    """A monotonic clock that only moves with ``advance(seconds)``: drives TTLs without sleeping.
+
+    Pass it to stores as their ``clock``; ``policy_cluster`` does.
+    """
+    from pytest_quantum_p1._clock import VirtualClock
+
+    return VirtualClock()
+
+
+@pytest.fixture
+def policy_cluster(
+    p1_target: P1Target,
+    p1_settings: _config.P1Settings,
+    virtual_clock: VirtualClock,
+    _p1_redis_clients: _RedisClients,
+) -> Iterator[PolicyClusterFactory]:
+    """Builds N policy-store instances of the target sharing one Redis; closed after the test.
+
+    ``policy_cluster(instances=None, *, timeout=10.0)`` (default ``--p1-instances``)
+    returns a ``PolicyCluster`` over the target's ``store_factory``, the selected
+    Redis and ``virtual_clock``: ``update(i, name, policy)``, ``read(i, name)``,
+    ``read_all(name)``, ``settle()``, ``assert_converged(name, value)``,
+    ``stats()``; each waiting method also as ``await ..._async()``.
+    """
+    from pytest_quantum_p1._cluster import PolicyCluster
+
+    opened: list[PolicyCluster] = []
+
+    def make(instances: int | None = None, *, timeout: float = 10.0) -> PolicyCluster:
+        cluster = PolicyCluster.open(
+            p1_target.store_factory,
+            _p1_redis_clients.untracked,
+            instances=p1_settings.instances if instances is None else instances,
+            clock=virtual_clock,
+            channel=p1_target.invalidation_channel,
+            timeout=timeout,
+        )
+        opened.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in opened:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def v2_usage(p1_target: P1Target) -> V2ScanResult:
+    """The static scan of the target's sources for v2 imports outside the bridge (once per session).
+
+    ``.ok``, ``.violations`` (file, line, importer, module, how), ``.unresolved``
+    dynamic imports, ``.errors``; ``_v2.format_violations(result, rules)`` words it.
+    """
+    from pytest_quantum_p1._v2 import scan_v2_usage
+
+    rules = p1_target.v2
+    return scan_v2_usage(rules.source_roots, rules.v2_modules, rules.bridge_modules)
+
+
+@pytest.fixture
+def v2_guard(p1_target: P1Target) -> Iterator[V2Guard]:
+    """Records every construction of the target's v2 engine class during the test, with its caller.
+
+    ``.constructions``, ``.violations`` (outside the bridge modules),
+    ``.format_violations()``. ``@pytest.mark.forbid_v2`` fails the test on a violation.
+    """
+    from pytest_quantum_p1._v2 import V2Guard
+
+    rules = p1_target.v2
+    guard = V2Guard.from_rules(rules)
+    try:
+        guard.start()
+    except (ImportError, ValueError, TypeError) as exc:
+        problem = _msgs.V2_ENGINE_UNAVAILABLE.format(spec=rules.engine_class, error=exc)
+    else:
+        try:
+            yield guard
+        finally:
+            guard.stop()
+        return
+    pytest.fail(problem, pytrace=False)

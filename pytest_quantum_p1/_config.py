@@ -1,0 +1,436 @@
+"""The plugin's options: names, registration, parsing and validation.
+
+Every option has a CLI form (``--p1-...``) and an ini twin (``p1_...``); the
+command line wins. Values are validated once, in ``pytest_configure``, into a
+frozen :class:`P1Settings` kept in ``config.stash`` under :data:`SETTINGS_KEY`;
+a bad value is a :class:`pytest.UsageError` naming the valid ones.
+
+The names are module constants so the tests (and other modules) import them
+instead of repeating strings.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import pytest
+
+from pytest_quantum_p1 import _msgs
+
+if TYPE_CHECKING:
+    from pytest_quantum_p1._target import P1Target
+
+__all__ = [
+    "DEFAULT_INSTANCES",
+    "DEFAULT_LATENCY_BUDGET",
+    "GROUP",
+    "INI_INSTANCES",
+    "INI_LATENCY_BUDGET",
+    "INI_REDIS",
+    "INI_REDIS_BINARY",
+    "INI_REPORT",
+    "INI_RUN",
+    "INI_TARGET",
+    "MARKERS",
+    "OPT_INSTANCES",
+    "OPT_LATENCY_BUDGET",
+    "OPT_REDIS",
+    "OPT_REDIS_BINARY",
+    "OPT_REPORT",
+    "OPT_RUN",
+    "OPT_TARGET",
+    "SETTINGS_KEY",
+    "TARGET_KEY",
+    "P1Settings",
+    "RedisMode",
+    "format_duration",
+    "header_line",
+    "load_configured_target",
+    "parse_duration",
+    "register_options",
+    "settings_from_config",
+]
+
+GROUP = "quantum-p1"
+
+#: The same value as the public ``pytest_quantum_p1.DEFAULT_TARGET`` (defined in
+#: ``_target``), repeated so that loading the plugin does not import the target
+#: protocol's module; tests/plugin/test_loading.py keeps the two equal.
+DEFAULT_TARGET = "reference_impl.p1_target:TARGET"
+
+OPT_TARGET = "--p1-target"
+OPT_REDIS = "--p1-redis"
+OPT_REDIS_BINARY = "--p1-redis-binary"
+OPT_RUN = "--p1"
+OPT_REPORT = "--p1-report"
+OPT_LATENCY_BUDGET = "--p1-latency-budget"
+OPT_INSTANCES = "--p1-instances"
+
+INI_TARGET = "p1_target"
+INI_REDIS = "p1_redis"
+INI_REDIS_BINARY = "p1_redis_binary"
+INI_RUN = "p1"
+INI_REPORT = "p1_report"
+INI_LATENCY_BUDGET = "p1_latency_budget"
+INI_INSTANCES = "p1_instances"
+
+DEFAULT_REDIS = "fake"
+DEFAULT_LATENCY_BUDGET = "1ms"
+DEFAULT_INSTANCES = 4
+
+#: Registered in ``pytest_configure`` so ``--strict-markers`` accepts them.
+MARKERS = (
+    "publishes(name, **fields): the test fails unless it published the event `name` "
+    "on the target's bus with a payload containing `fields` (repeatable; quantum-p1)",
+    "forbid_v2: the test fails if the federation v2 engine class is constructed "
+    "outside the bridge modules while it runs (quantum-p1)",
+)
+
+RedisMode = Literal["fake", "server", "url"]
+
+
+@dataclass(frozen=True)
+class P1Settings:
+    """The effective, validated settings of one pytest run."""
+
+    #: ``package.module:attr`` of the target (not imported until needed).
+    target: str
+    #: ``"fake"``, ``"server"`` or a ``redis://`` / ``rediss://`` URL.
+    redis: str
+    #: The redis-server executable for ``redis="server"``; ``None``: find it on PATH.
+    redis_binary: str | None
+    #: Whether ``--p1`` (the acceptance run) was asked for.
+    run: bool
+    #: Where the acceptance run writes its JSON report, if anywhere.
+    report: Path | None
+    #: The latency budget of cached reads, in nanoseconds.
+    latency_budget_ns: int
+    #: How many store instances the cluster checks start.
+    instances: int
+    #: Where :attr:`target` came from, for error messages (an option or ini key).
+    target_source: str = OPT_TARGET
+
+    @property
+    def redis_mode(self) -> RedisMode:
+        """``"fake"``, ``"server"`` or ``"url"``."""
+        if self.redis == "fake":
+            return "fake"
+        if self.redis == "server":
+            return "server"
+        return "url"
+
+
+#: The validated settings of the run (set in ``pytest_configure``).
+SETTINGS_KEY = pytest.StashKey[P1Settings]()
+#: The loaded target, cached once the first fixture needs it.
+TARGET_KEY = pytest.StashKey["P1Target"]()
+
+
+def register_options(parser: pytest.Parser) -> None:
+    """Add the ``quantum-p1`` option group and the ini twins to ``parser``."""
+    group = parser.getgroup(GROUP, "quantum-p1: prove the P1 maintenance promises")
+    group.addoption(
+        OPT_TARGET,
+        dest=INI_TARGET,
+        default=None,
+        metavar="MODULE:ATTR",
+        help=f"the P1Target to check, as package.module:attr (default: {DEFAULT_TARGET}). "
+        f"ini: {INI_TARGET}",
+    )
+    group.addoption(
+        OPT_REDIS,
+        dest=INI_REDIS,
+        default=None,
+        metavar="fake|server|URL",
+        help="Redis for the fixtures: 'fake' (fakeredis, the default), 'server' (a private "
+        "redis-server on a free loopback port) or a redis:// / rediss:// URL (used as "
+        f"given, never flushed). ini: {INI_REDIS}",
+    )
+    group.addoption(
+        OPT_REDIS_BINARY,
+        dest=INI_REDIS_BINARY,
+        default=None,
+        metavar="PATH",
+        help="the redis-server executable for --p1-redis=server (default: redis-server "
+        f"on PATH). ini: {INI_REDIS_BINARY}",
+    )
+    group.addoption(
+        OPT_RUN,
+        dest=INI_RUN,
+        action="store_true",
+        default=None,
+        help=f"run the P1 acceptance checks against the target. ini: {INI_RUN}",
+    )
+    group.addoption(
+        OPT_REPORT,
+        dest=INI_REPORT,
+        default=None,
+        metavar="PATH",
+        help=f"write the acceptance report as JSON to PATH (with --p1). ini: {INI_REPORT}",
+    )
+    group.addoption(
+        OPT_LATENCY_BUDGET,
+        dest=INI_LATENCY_BUDGET,
+        default=None,
+        metavar="DURATION",
+        help="p99 budget of a cached policy read, e.g. 1ms, 250us, 500ns "
+        f"(default: {DEFAULT_LATENCY_BUDGET}). ini: {INI_LATENCY_BUDGET}",
+    )
+    group.addoption(
+        OPT_INSTANCES,
+        dest=INI_INSTANCES,
+        default=None,
+        metavar="N",
+        help="store instances sharing one Redis in the invalidation checks "
+        f"(default: {DEFAULT_INSTANCES}). ini: {INI_INSTANCES}",
+    )
+
+    parser.addini(INI_TARGET, f"quantum-p1: same as {OPT_TARGET}", default=DEFAULT_TARGET)
+    parser.addini(INI_REDIS, f"quantum-p1: same as {OPT_REDIS}", default=DEFAULT_REDIS)
+    parser.addini(INI_REDIS_BINARY, f"quantum-p1: same as {OPT_REDIS_BINARY}", default="")
+    parser.addini(INI_RUN, f"quantum-p1: same as {OPT_RUN}", type="bool", default=False)
+    parser.addini(INI_REPORT, f"quantum-p1: same as {OPT_REPORT}", default="")
+    parser.addini(
+        INI_LATENCY_BUDGET,
+        f"quantum-p1: same as {OPT_LATENCY_BUDGET}",
+        default=DEFAULT_LATENCY_BUDGET,
+    )
+    parser.addini(
+        INI_INSTANCES, f"quantum-p1: same as {OPT_INSTANCES}", type="int", default=DEFAULT_INSTANCES
+    )
+
+
+# Two-letter units first, so "ms" is not read as "m" + "s". (Plain string
+# checks rather than regular expressions: compiling those costs start-up time.)
+_UNIT_NS = (("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000))
+
+
+def _is_decimal(text: str) -> bool:
+    """Digits with at most one ``.`` and at least one digit: no sign, exponent or ``inf``."""
+    digits = text.replace(".", "", 1)
+    return text.isascii() and digits.isdigit()
+
+
+def parse_duration(text: str) -> int:
+    """``"1ms"``, ``"250us"``, ``"0.5s"``, ``"500ns"`` -> nanoseconds (> 0).
+
+    A unit is required: a bare number is ambiguous between seconds and
+    nanoseconds. Raises :class:`ValueError` naming the accepted forms.
+    """
+    if isinstance(text, str):
+        stripped = text.strip()
+        for unit, scale in _UNIT_NS:
+            number = stripped.removesuffix(unit).rstrip()
+            if number != stripped and _is_decimal(number):
+                nanoseconds = round(float(number) * scale)
+                if nanoseconds > 0:
+                    return nanoseconds
+                break
+    raise ValueError(_msgs.EXPECT_DURATION)
+
+
+def _is_dotted_name(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def format_duration(nanoseconds: float) -> str:
+    """A duration for people: ``850 ns``, ``12.3 us``, ``1.52 ms``, ``2.00 s``."""
+    if nanoseconds < 1_000:
+        return f"{nanoseconds:.0f} ns"
+    if nanoseconds < 1_000_000:
+        return f"{nanoseconds / 1_000:.3g} us"
+    if nanoseconds < 1_000_000_000:
+        return f"{nanoseconds / 1_000_000:.3g} ms"
+    return f"{nanoseconds / 1_000_000_000:.3g} s"
+
+
+def _usage_error(source: str, expected: str, value: object) -> pytest.UsageError:
+    return pytest.UsageError(
+        _msgs.USAGE_BAD_VALUE.format(source=source, expected=expected, value=value)
+    )
+
+
+def _ini_source(ini: str) -> str:
+    return f"{ini} (ini)"
+
+
+def _raw(config: pytest.Config, ini: str, expected: str) -> tuple[Any, str, Path]:
+    """The raw value of one setting, where it came from, and the base for relative paths."""
+    value = config.getoption(ini)
+    if value is not None:
+        return value, _OPTION_OF_INI[ini], config.invocation_params.dir
+    try:
+        value = config.getini(ini)
+    except (ValueError, TypeError) as exc:
+        # pytest's own coercion of a bool/int ini value failed; its text names the value.
+        raise pytest.UsageError(
+            _msgs.USAGE_BAD_INI.format(source=_ini_source(ini), expected=expected, error=exc)
+        ) from None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return value, _ini_source(ini), base
+
+
+_OPTION_OF_INI = {
+    INI_TARGET: OPT_TARGET,
+    INI_REDIS: OPT_REDIS,
+    INI_REDIS_BINARY: OPT_REDIS_BINARY,
+    INI_RUN: OPT_RUN,
+    INI_REPORT: OPT_REPORT,
+    INI_LATENCY_BUDGET: OPT_LATENCY_BUDGET,
+    INI_INSTANCES: OPT_INSTANCES,
+}
+
+
+def _parse_target(value: object, source: str) -> str:
+    if isinstance(value, str):
+        module, colon, attr = value.strip().partition(":")
+        if colon and _is_dotted_name(module) and _is_dotted_name(attr):
+            return value.strip()
+    raise _usage_error(source, _msgs.EXPECT_TARGET, value)
+
+
+def _parse_redis(value: object, source: str) -> str:
+    if not isinstance(value, str):
+        raise _usage_error(source, _msgs.EXPECT_REDIS, value)
+    text = value.strip()
+    if text in ("fake", "server"):
+        return text
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        raise _usage_error(source, _msgs.EXPECT_REDIS, value) from None
+    if parts.scheme not in ("redis", "rediss") or not parts.netloc:
+        raise _usage_error(source, _msgs.EXPECT_REDIS, value)
+    return text
+
+
+def _parse_redis_binary(value: object, source: str, base: Path, needed: bool) -> str | None:
+    if not isinstance(value, str):
+        raise _usage_error(source, _msgs.EXPECT_REDIS_BINARY, value)
+    text = value.strip()
+    if not text:
+        return None
+    # Only checked when it will be used: a global ini value must not break fake runs.
+    if needed:
+        candidate = base / text if ("/" in text or "\\" in text) else None
+        found = shutil.which(str(candidate)) if candidate is not None else shutil.which(text)
+        if found is None:
+            raise _usage_error(source, _msgs.EXPECT_REDIS_BINARY, value)
+        return found
+    return text
+
+
+def _parse_run(value: object, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise _usage_error(source, _msgs.EXPECT_BOOL, value)
+    return value
+
+
+def _parse_report(value: object, source: str, base: Path) -> Path | None:
+    if not isinstance(value, str):
+        raise _usage_error(source, _msgs.EXPECT_REPORT, value)
+    text = value.strip()
+    if not text:
+        return None
+    path = base / text
+    if path.is_dir() or text.endswith(("/", "\\")):
+        raise _usage_error(source, _msgs.EXPECT_REPORT, value)
+    return path
+
+
+def _parse_budget(value: object, source: str) -> int:
+    try:
+        return parse_duration(value)  # type: ignore[arg-type]  # non-str is rejected inside
+    except ValueError:
+        raise _usage_error(source, _msgs.EXPECT_DURATION, value) from None
+
+
+def _parse_instances(value: object, source: str) -> int:
+    if isinstance(value, bool):
+        raise _usage_error(source, _msgs.EXPECT_INSTANCES, value)
+    number: int | None = None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value)
+    if number is None or number < 2:
+        raise _usage_error(source, _msgs.EXPECT_INSTANCES, value)
+    return number
+
+
+def settings_from_config(config: pytest.Config) -> P1Settings:
+    """Read and validate every setting; raise :class:`pytest.UsageError` on a bad one."""
+    target, target_source, _ = _raw(config, INI_TARGET, _msgs.EXPECT_TARGET)
+    redis, redis_source, _ = _raw(config, INI_REDIS, _msgs.EXPECT_REDIS)
+    redis = _parse_redis(redis, redis_source)
+    binary, binary_source, binary_base = _raw(config, INI_REDIS_BINARY, _msgs.EXPECT_REDIS_BINARY)
+    run, run_source, _ = _raw(config, INI_RUN, _msgs.EXPECT_BOOL)
+    report, report_source, report_base = _raw(config, INI_REPORT, _msgs.EXPECT_REPORT)
+    budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _msgs.EXPECT_DURATION)
+    instances, instances_source, _ = _raw(config, INI_INSTANCES, _msgs.EXPECT_INSTANCES)
+    return P1Settings(
+        target=_parse_target(target, target_source),
+        redis=redis,
+        redis_binary=_parse_redis_binary(
+            binary, binary_source, binary_base, needed=redis == "server"
+        ),
+        run=_parse_run(run, run_source),
+        report=_parse_report(report, report_source, report_base),
+        latency_budget_ns=_parse_budget(budget, budget_source),
+        instances=_parse_instances(instances, instances_source),
+        target_source=target_source,
+    )
+
+
+def _redis_for_header(settings: P1Settings) -> str:
+    if settings.redis_mode == "url":
+        # Imported only here: a URL may carry a password, and _redis owns redaction.
+        from pytest_quantum_p1._redis import redact_url
+
+        return redact_url(settings.redis)
+    if settings.redis_mode == "server" and settings.redis_binary is not None:
+        return f"server ({settings.redis_binary})"
+    return settings.redis
+
+
+def header_line(settings: P1Settings) -> str:
+    """The effective settings as one line of the pytest header (credentials redacted)."""
+    details = ""
+    if settings.run:
+        details = (
+            f", p1 run: latency budget={format_duration(settings.latency_budget_ns)}, "
+            f"instances={settings.instances}"
+        )
+        if settings.report is not None:
+            details += f", report={settings.report}"
+    return _msgs.HEADER.format(
+        target=settings.target, redis=_redis_for_header(settings), details=details
+    )
+
+
+def load_configured_target(config: pytest.Config) -> P1Target:
+    """The configured target, imported on first use and cached in ``config.stash``.
+
+    Raises :class:`~pytest_quantum_p1.TargetError` with the message users read.
+    """
+    cached = config.stash.get(TARGET_KEY, None)
+    if cached is not None:
+        return cached
+    from pytest_quantum_p1._target import TargetError, load_target
+
+    settings = config.stash[SETTINGS_KEY]
+    try:
+        target = load_target(settings.target)
+    except TargetError as exc:
+        raise TargetError(
+            _msgs.TARGET_LOAD_FAILED.format(
+                spec=settings.target, source=settings.target_source, error=exc
+            )
+        ) from exc
+    config.stash[TARGET_KEY] = target
+    return target

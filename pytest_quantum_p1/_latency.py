@@ -1,0 +1,412 @@
+"""Per-call latency percentiles of a sync or async callable, measured after warm-up.
+
+Calls are timed in batches of ``batch`` with :func:`time.perf_counter_ns` and
+each batch's mean per-call time is one sample, so the timer's own cost is
+spread over the batch; percentiles are over those samples. With ``batch=1``
+every call is a sample (true tails, more timer noise).
+
+An async callable is measured inside one coroutine: each batch awaits the
+callable ``batch`` times back to back, so the event loop's scheduling is not
+what gets measured. The coroutine runs on ``runner`` (default
+:func:`asyncio.run`), so a caller can run it on a loop of its own.
+
+Nothing here needs pytest except :class:`BenchmarkHooks`, the optional bridge
+into pytest-benchmark's JSON.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from pytest_quantum_p1 import _msgs
+from pytest_quantum_p1._config import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = [
+    "PROPERTY_PREFIX",
+    "BenchmarkHooks",
+    "Budget",
+    "LatencyRecorder",
+    "LatencyStats",
+    "Percentile",
+    "Runner",
+    "measure_latency",
+    "measure_latency_async",
+]
+
+#: ``item.user_properties`` names are ``p1.latency.<label>.<figure>_ns``.
+PROPERTY_PREFIX = "p1.latency."
+
+DEFAULT_WARMUP = 100
+DEFAULT_CALLS = 1_000
+DEFAULT_BATCH = 10
+
+Percentile = Literal["p50", "p99", "p99.9", "p999", "mean"]
+#: A budget: a duration string (``"1ms"``), a :class:`~datetime.timedelta`, or
+#: an ``int`` number of nanoseconds.
+Budget: TypeAlias = "str | timedelta | int"
+#: Runs a coroutine to completion and returns its result (``asyncio.run``-like).
+Runner: TypeAlias = "Callable[[Coroutine[Any, Any, list[float]]], list[float]]"
+
+_PERCENTILE_FIELDS: Mapping[str, str] = {
+    "p50": "p50_ns",
+    "p99": "p99_ns",
+    "p99.9": "p999_ns",
+    "p999": "p999_ns",
+    "mean": "mean_ns",
+}
+
+
+def _budget_ns(budget: Budget) -> int:
+    if isinstance(budget, bool):
+        raise TypeError("a latency budget is a duration string, a timedelta or int nanoseconds")
+    if isinstance(budget, int):
+        if budget <= 0:
+            raise ValueError(f"a latency budget must be positive, got {budget} ns")
+        return budget
+    if isinstance(budget, timedelta):
+        nanoseconds = round(budget.total_seconds() * 1_000_000_000)
+        if nanoseconds <= 0:
+            raise ValueError(f"a latency budget must be positive, got {budget}")
+        return nanoseconds
+    if isinstance(budget, str):
+        try:
+            return parse_duration(budget)
+        except ValueError:
+            raise ValueError(
+                _msgs.USAGE_BAD_VALUE.format(
+                    source="latency budget", expected=_msgs.EXPECT_DURATION, value=budget
+                )
+            ) from None
+    raise TypeError(
+        f"a latency budget is a duration string, a timedelta or int nanoseconds, "
+        f"got {type(budget).__name__}"
+    )
+
+
+def _nearest_rank(ordered: Sequence[float], fraction: float) -> float:
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Per-call latency percentiles, in nanoseconds (nearest-rank over the samples)."""
+
+    p50_ns: float
+    p99_ns: float
+    p999_ns: float
+    mean_ns: float
+    #: Measured calls (warm-up excluded).
+    calls: int
+    #: Per-call times, one per batch (the batch's mean), in measurement order.
+    samples: tuple[float, ...]
+    #: Calls per sample.
+    batch: int = 1
+    #: Warm-up calls made before measuring.
+    warmup: int = 0
+
+    @classmethod
+    def from_samples(
+        cls, samples: Sequence[float], *, batch: int = 1, warmup: int = 0
+    ) -> LatencyStats:
+        """Summarise per-call samples (each the mean of ``batch`` calls)."""
+        if not samples:
+            raise ValueError("no latency samples to summarise")
+        ordered = sorted(samples)
+        return cls(
+            p50_ns=_nearest_rank(ordered, 0.50),
+            p99_ns=_nearest_rank(ordered, 0.99),
+            p999_ns=_nearest_rank(ordered, 0.999),
+            mean_ns=math.fsum(samples) / len(samples),
+            calls=len(samples) * batch,
+            samples=tuple(samples),
+            batch=batch,
+            warmup=warmup,
+        )
+
+    def percentile(self, which: Percentile) -> float:
+        """One figure by name: ``"p50"``, ``"p99"``, ``"p99.9"`` (or ``"p999"``), ``"mean"``."""
+        try:
+            return float(getattr(self, _PERCENTILE_FIELDS[which]))
+        except KeyError:
+            raise ValueError(
+                f"percentile must be one of {', '.join(map(repr, _PERCENTILE_FIELDS))}, "
+                f"got {which!r}"
+            ) from None
+
+    def figures(self) -> dict[str, float]:
+        """``{"p50_ns": ..., "p99_ns": ..., "p999_ns": ..., "mean_ns": ...}``."""
+        return {
+            "p50_ns": self.p50_ns,
+            "p99_ns": self.p99_ns,
+            "p999_ns": self.p999_ns,
+            "mean_ns": self.mean_ns,
+        }
+
+    def summary(self) -> str:
+        """``p50 1.2 us, p99 3.4 us, p99.9 5.6 us, mean 1.5 us over 1000 calls``."""
+        return (
+            f"p50 {format_duration(self.p50_ns)}, p99 {format_duration(self.p99_ns)}, "
+            f"p99.9 {format_duration(self.p999_ns)}, mean {format_duration(self.mean_ns)} "
+            f"over {self.calls} calls"
+        )
+
+    def assert_below(self, budget: Budget, percentile: Percentile = "p99") -> None:
+        """Fail unless the ``percentile`` latency is strictly below ``budget``."""
+        __tracebackhide__ = True
+        limit = _budget_ns(budget)
+        measured = self.percentile(percentile)
+        if measured < limit:
+            return
+        raise AssertionError(
+            "\n".join(
+                [
+                    _msgs.LATENCY_OVER_BUDGET.format(
+                        percentile=percentile,
+                        measured=format_duration(measured),
+                        budget=format_duration(limit),
+                    ),
+                    f"Measured over {self.calls} calls (batches of {self.batch}, "
+                    f"after {self.warmup} warm-up calls):",
+                    f"  - p50: {format_duration(self.p50_ns)}",
+                    f"  - p99: {format_duration(self.p99_ns)}",
+                    f"  - p99.9: {format_duration(self.p999_ns)}",
+                    f"  - mean: {format_duration(self.mean_ns)}",
+                    _msgs.LATENCY_TUNE,
+                    _msgs.LATENCY_READ_MORE,
+                ]
+            )
+        )
+
+
+def _check_counts(warmup: int, calls: int, batch: int) -> int:
+    for label, value, least in (("warmup", warmup, 0), ("calls", calls, 1), ("batch", batch, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{label} must be an int >= {least}, got {value!r}")
+    return math.ceil(calls / batch)
+
+
+async def _async_samples(
+    fn: Callable[[], Awaitable[object]],
+    first: Awaitable[object] | None,
+    warmup: int,
+    batches: int,
+    batch: int,
+) -> list[float]:
+    clock = time.perf_counter_ns
+    if first is not None:
+        await first
+    for _ in range(warmup):
+        await fn()
+    samples: list[float] = []
+    for _ in range(batches):
+        start = clock()
+        for _ in range(batch):
+            await fn()
+        samples.append((clock() - start) / batch)
+    return samples
+
+
+def _is_async(fn: Callable[[], object]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 -- async __call__ on an instance
+    )
+
+
+def _in_running_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def measure_latency(
+    fn: Callable[[], object],
+    *,
+    warmup: int = DEFAULT_WARMUP,
+    calls: int = DEFAULT_CALLS,
+    batch: int = DEFAULT_BATCH,
+    runner: Runner | None = None,
+) -> LatencyStats:
+    """Time ``fn()`` (sync, or returning an awaitable) and return its percentiles.
+
+    ``warmup`` calls are made first and not timed; then ``calls`` (rounded up
+    to whole batches) are timed in batches of ``batch``. An async callable is
+    measured in one coroutine run by ``runner`` (default :func:`asyncio.run`);
+    inside a running loop use :func:`measure_latency_async`.
+    """
+    batches = _check_counts(warmup, calls, batch)
+    first: Awaitable[object] | None = None
+    is_async = _is_async(fn)
+    if not is_async:
+        # A lambda around a coroutine function is async too: find out from the
+        # first call, which then counts as a warm-up call.
+        result = fn()
+        if inspect.isawaitable(result):
+            is_async, first = True, result
+        else:
+            warmup = max(warmup - 1, 0)
+    if is_async:
+        coroutine = _async_samples(fn, first, warmup, batches, batch)  # type: ignore[arg-type]
+        if runner is None:
+            if _in_running_loop():
+                coroutine.close()
+                if inspect.iscoroutine(first):
+                    first.close()
+                raise RuntimeError(_msgs.LATENCY_IN_RUNNING_LOOP)
+            import asyncio
+
+            runner = asyncio.run
+        samples = runner(coroutine)
+        return LatencyStats.from_samples(samples, batch=batch, warmup=warmup)
+
+    clock = time.perf_counter_ns
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(batches):
+        start = clock()
+        for _ in range(batch):
+            fn()
+        samples.append((clock() - start) / batch)
+    return LatencyStats.from_samples(samples, batch=batch, warmup=warmup + (first is None))
+
+
+async def measure_latency_async(
+    fn: Callable[[], Awaitable[object]],
+    *,
+    warmup: int = DEFAULT_WARMUP,
+    calls: int = DEFAULT_CALLS,
+    batch: int = DEFAULT_BATCH,
+) -> LatencyStats:
+    """The async form of :func:`measure_latency`, on the running event loop."""
+    batches = _check_counts(warmup, calls, batch)
+    samples = await _async_samples(fn, None, warmup, batches, batch)
+    return LatencyStats.from_samples(samples, batch=batch, warmup=warmup)
+
+
+class LatencyRecorder:
+    """The ``p1_latency`` fixture: measure, record in the test's report, optionally assert.
+
+    Each measurement is recorded in ``item.user_properties`` as
+    ``p1.latency.<label>.p50_ns`` / ``p99_ns`` / ``p999_ns`` / ``mean_ns`` (so
+    it reaches JUnit XML, xdist's controller and, with pytest-benchmark, its
+    JSON) before any budget is checked.
+    """
+
+    def __init__(self, properties: list[tuple[str, object]], default_budget_ns: int) -> None:
+        self._properties = properties
+        self._default_budget_ns = default_budget_ns
+        #: Every measurement of this test, by label.
+        self.results: dict[str, LatencyStats] = {}
+
+    @property
+    def default_budget_ns(self) -> int:
+        """The configured budget (``--p1-latency-budget``), in nanoseconds."""
+        return self._default_budget_ns
+
+    def _label(self, fn: Callable[..., object], label: str | None) -> str:
+        if label is None:
+            label = getattr(fn, "__name__", type(fn).__name__)
+            if label == "<lambda>":
+                label = f"call{len(self.results) + 1}"
+        if label in self.results:
+            raise ValueError(_msgs.LATENCY_LABEL_TAKEN.format(label=label))
+        return label
+
+    def _record(
+        self, label: str, stats: LatencyStats, budget: Budget | None, percentile: Percentile
+    ) -> LatencyStats:
+        __tracebackhide__ = True
+        self.results[label] = stats
+        for figure, value in stats.figures().items():
+            self._properties.append((f"{PROPERTY_PREFIX}{label}.{figure}", round(value, 1)))
+        self._properties.append((f"{PROPERTY_PREFIX}{label}.calls", stats.calls))
+        if budget is not None:
+            stats.assert_below(budget, percentile)
+        return stats
+
+    def __call__(
+        self,
+        fn: Callable[[], object],
+        *,
+        label: str | None = None,
+        budget: Budget | None = None,
+        percentile: Percentile = "p99",
+        warmup: int = DEFAULT_WARMUP,
+        calls: int = DEFAULT_CALLS,
+        batch: int = DEFAULT_BATCH,
+        runner: Runner | None = None,
+    ) -> LatencyStats:
+        """Measure ``fn`` (see :func:`measure_latency`), record it, check ``budget`` if given."""
+        __tracebackhide__ = True
+        name = self._label(fn, label)
+        stats = measure_latency(fn, warmup=warmup, calls=calls, batch=batch, runner=runner)
+        return self._record(name, stats, budget, percentile)
+
+    async def measure_async(
+        self,
+        fn: Callable[[], Awaitable[object]],
+        *,
+        label: str | None = None,
+        budget: Budget | None = None,
+        percentile: Percentile = "p99",
+        warmup: int = DEFAULT_WARMUP,
+        calls: int = DEFAULT_CALLS,
+        batch: int = DEFAULT_BATCH,
+    ) -> LatencyStats:
+        """The async form of calling the fixture, on the running event loop."""
+        __tracebackhide__ = True
+        name = self._label(fn, label)
+        stats = await measure_latency_async(fn, warmup=warmup, calls=calls, batch=batch)
+        return self._record(name, stats, budget, percentile)
+
+
+class BenchmarkHooks:
+    """Lands ``p1.latency.*`` figures in pytest-benchmark's JSON.
+
+    Registered only when pytest-benchmark is active, because its hook spec
+    exists only then. The figures are collected from test reports in the
+    main process, so they are there whichever process ran the test.
+    """
+
+    def __init__(self, figures: dict[str, dict[str, object]]) -> None:
+        # Owned by the caller (kept in config.stash), keyed by test node id.
+        self._figures = figures
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # The teardown report carries every property the test recorded.
+        if report.when != "teardown":
+            return
+        found = {
+            name: value
+            for name, value in report.user_properties
+            if isinstance(name, str) and name.startswith(PROPERTY_PREFIX)
+        }
+        if found:
+            self._figures.setdefault(report.nodeid, {}).update(found)
+
+    def pytest_benchmark_update_json(
+        self, config: pytest.Config, benchmarks: object, output_json: dict[str, Any]
+    ) -> None:
+        if not self._figures:
+            return
+        for bench in output_json.get("benchmarks", []):
+            figures = self._figures.get(bench.get("fullname", ""))
+            if figures:
+                bench.setdefault("extra_info", {}).update(figures)
+        output_json["quantum_p1"] = {
+            "latency": {nodeid: dict(figures) for nodeid, figures in self._figures.items()}
+        }

@@ -1,0 +1,307 @@
+"""Latency percentiles: measuring sync and async callables, budgets, reporting.
+
+Speed is only ever compared within one run (a slow callable against a fast
+one) or against budgets far from the measured figures, never against a tight
+absolute number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from pytest_quantum_p1 import LatencyStats, _msgs, measure_latency, measure_latency_async
+from pytest_quantum_p1._latency import Budget
+
+SLOW_WORK = 20_000
+
+
+def _noop() -> None:
+    return None
+
+
+def _slow() -> int:
+    return sum(range(SLOW_WORK))
+
+
+async def _async_noop() -> None:
+    return None
+
+
+async def _async_slow() -> int:
+    return sum(range(SLOW_WORK))
+
+
+# -- measure_latency ------------------------------------------------------------------
+
+
+def test_sync_measurement_shape() -> None:
+    stats = measure_latency(_noop, warmup=5, calls=95, batch=10)
+    assert stats.calls == 100  # rounded up to whole batches
+    assert len(stats.samples) == 10
+    assert stats.batch == 10
+    assert stats.warmup == 5
+    assert 0 < stats.p50_ns <= stats.p99_ns <= stats.p999_ns <= max(stats.samples)
+    assert min(stats.samples) <= stats.mean_ns <= max(stats.samples)
+
+
+@pytest.mark.parametrize(
+    ("fast", "slow"),
+    [(_noop, _slow), (_async_noop, _async_slow), (lambda: _async_noop(), lambda: _async_slow())],
+    ids=["sync", "async", "lambda-returning-a-coroutine"],
+)
+def test_a_slow_callable_measures_slower_than_a_fast_one(
+    fast: Callable[[], object], slow: Callable[[], object]
+) -> None:
+    fast_stats = measure_latency(fast, warmup=20, calls=200, batch=5)
+    slow_stats = measure_latency(slow, warmup=20, calls=200, batch=5)
+    # sum(range(20000)) costs hundreds of times a no-op; 5x leaves a wide margin.
+    assert slow_stats.p50_ns > 5 * fast_stats.p50_ns
+
+
+def test_async_batches_measure_the_callable_not_the_event_loop() -> None:
+    async def through_the_loop() -> None:
+        await asyncio.sleep(0)  # one trip through the loop's scheduler per call
+
+    direct = measure_latency(_async_noop, warmup=50, calls=500, batch=10)
+    scheduled = measure_latency(through_the_loop, warmup=50, calls=500, batch=10)
+    # Were each call scheduled on the loop, both would cost about the same.
+    assert scheduled.p50_ns > 2 * direct.p50_ns
+
+
+def test_runner_runs_the_measurement_where_the_caller_wants() -> None:
+    from pytest_quantum_p1._portal import Portal
+
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def probe() -> None:
+        seen.append(asyncio.get_running_loop())
+
+    with Portal() as portal:
+        stats = measure_latency(probe, warmup=2, calls=10, batch=1, runner=portal.run)
+        assert {*seen} == {portal.loop}
+    assert stats.calls == 10
+
+
+def test_in_a_running_loop_the_sync_form_says_to_use_the_async_one() -> None:
+    async def scenario() -> LatencyStats:
+        with pytest.raises(RuntimeError, match=re.escape(_msgs.LATENCY_IN_RUNNING_LOOP)):
+            measure_latency(_async_noop, calls=10)
+        return await measure_latency_async(_async_noop, warmup=1, calls=10, batch=2)
+
+    assert asyncio.run(scenario()).calls == 10
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"calls": 0}, {"batch": 0}, {"warmup": -1}, {"calls": 1.5}, {"batch": True}],
+    ids=str,
+)
+def test_bad_counts_are_rejected(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"must be an int >= \d"):
+        measure_latency(_noop, **kwargs)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    stats = LatencyStats.from_samples([float(n) for n in range(1, 1001)])
+    assert (stats.p50_ns, stats.p99_ns, stats.p999_ns) == (500.0, 990.0, 999.0)
+    assert math.isclose(stats.mean_ns, 500.5)
+    assert stats.percentile("p99.9") == stats.percentile("p999") == 999.0
+    with pytest.raises(ValueError, match="percentile must be one of"):
+        stats.percentile("p75")  # type: ignore[arg-type]
+
+
+# -- budgets ----------------------------------------------------------------------------
+
+STATS = LatencyStats.from_samples([1_000.0] * 98 + [5_000.0, 9_000.0], batch=10, warmup=100)
+
+
+@pytest.mark.parametrize("budget", ["1ms", timedelta(milliseconds=1), 1_000_000, "5001ns"])
+def test_assert_below_passes_under_the_budget(budget: Budget) -> None:
+    STATS.assert_below(budget)
+
+
+def test_assert_below_compares_the_chosen_percentile() -> None:
+    STATS.assert_below("2us", percentile="p50")
+    with pytest.raises(AssertionError):
+        STATS.assert_below("2us")
+
+
+def test_assert_below_failure_names_every_percentile_and_the_budget() -> None:
+    with pytest.raises(AssertionError) as info:
+        STATS.assert_below("3us")
+    assert str(info.value).splitlines() == [
+        _msgs.LATENCY_OVER_BUDGET.format(percentile="p99", measured="5 us", budget="3 us"),
+        "Measured over 1000 calls (batches of 10, after 100 warm-up calls):",
+        "  - p50: 1 us",
+        "  - p99: 5 us",
+        "  - p99.9: 9 us",
+        "  - mean: 1.12 us",
+        _msgs.LATENCY_TUNE,
+        _msgs.LATENCY_READ_MORE,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("budget", "error"),
+    [("fast", ValueError), ("1", ValueError), (0, ValueError), (1.5, TypeError), (True, TypeError)],
+)
+def test_bad_budgets_are_rejected(budget: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        STATS.assert_below(budget)
+
+
+# -- the p1_latency fixture -------------------------------------------------------------
+
+_FIXTURE_TESTS = f"""
+import asyncio
+
+SLOW_WORK = {SLOW_WORK}
+
+def slow():
+    return sum(range(SLOW_WORK))
+
+def test_fast_within_budget(p1_latency):
+    stats = p1_latency(lambda: None, label="noop", budget="1s", calls=100)
+    assert p1_latency.results["noop"] is stats
+
+def test_slow_over_budget(p1_latency):
+    p1_latency(slow, budget="1ns", calls=50, warmup=5)
+
+def test_async_form(p1_latency):
+    async def get():
+        return 1
+
+    async def main():
+        return await p1_latency.measure_async(get, label="get", budget="1s", calls=100)
+
+    assert asyncio.run(main()).calls == 100
+
+def test_default_budget(p1_latency):
+    assert p1_latency.default_budget_ns == 250_000
+"""
+
+
+def test_fixture_passes_fails_and_records_user_properties(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(_FIXTURE_TESTS)
+    result = pytester.runpytest(
+        "-p", "quantum_p1", "--p1-latency-budget=250us", "--junitxml=junit.xml"
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            '>       p1_latency(slow, budget="1ns", calls=50, warmup=5)',
+            "E       AssertionError: p99 latency * is over the budget of 1 ns",
+            "E       Measured over 50 calls (batches of 10, after 5 warm-up calls):",
+            "E         - p50: *",
+            "E         - p99: *",
+            "E         - p99.9: *",
+            "E         - mean: *",
+            f"E       {_msgs.LATENCY_TUNE}",
+            f"E       {_msgs.LATENCY_READ_MORE}",
+        ]
+    )
+    assert "_latency.py" not in result.stdout.str()
+    properties = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
+    figures = ("p50_ns", "p99_ns", "p999_ns", "mean_ns", "calls")
+    assert set(properties["test_fast_within_budget"]) == {f"p1.latency.noop.{f}" for f in figures}
+    assert set(properties["test_async_form"]) == {f"p1.latency.get.{f}" for f in figures}
+    # Recorded before the budget was checked, so a failing test still reports them.
+    assert "p1.latency.slow.p99_ns" in properties["test_slow_over_budget"]
+    assert float(properties["test_slow_over_budget"]["p1.latency.slow.p99_ns"] or 0) > 0
+
+
+def test_fixture_rejects_a_label_used_twice(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_twice(p1_latency):
+            p1_latency(lambda: None, label="x", calls=10)
+            p1_latency(lambda: None, label="x", calls=10)
+        """
+    )
+    result = pytester.runpytest("-p", "quantum_p1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E   *" + _msgs.LATENCY_LABEL_TAKEN.format(label="x")])
+
+
+def test_user_properties_survive_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(_FIXTURE_TESTS)
+    # pytest-benchmark warns under xdist; keep it out even when plugins autoload.
+    result = pytester.runpytest(
+        "-p",
+        "quantum_p1",
+        "-p",
+        "no:benchmark",
+        "-p",
+        "xdist",
+        "-n",
+        "2",
+        "--junitxml=junit.xml",
+        "--p1-latency-budget=250us",
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    names = {p.get("name") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert {"p1.latency.noop.p99_ns", "p1.latency.get.p99_ns", "p1.latency.slow.p99_ns"} <= names
+
+
+# -- pytest-benchmark ------------------------------------------------------------------
+
+
+def test_figures_land_in_pytest_benchmark_json(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_with_benchmark(benchmark, p1_latency):
+            benchmark(lambda: None)
+            p1_latency(lambda: None, label="noop", calls=100)
+
+        def test_latency_only(p1_latency):
+            p1_latency(lambda: None, label="other", calls=100)
+        """
+    )
+    # In a subprocess: --benchmark-json opens its file while options are parsed,
+    # and an in-process run leaves the parse-time handle for our GC to find.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_subprocess(
+        "-p", "quantum_p1", "-p", "benchmark", "--benchmark-json=bench.json"
+    )
+    result.assert_outcomes(passed=2)
+    data = json.loads((pytester.path / "bench.json").read_text())
+    (bench,) = data["benchmarks"]
+    assert bench["extra_info"]["p1.latency.noop.p99_ns"] > 0
+    assert set(data["quantum_p1"]["latency"]) == {
+        "test_figures_land_in_pytest_benchmark_json.py::test_with_benchmark",
+        "test_figures_land_in_pytest_benchmark_json.py::test_latency_only",
+    }
+    other = data["quantum_p1"]["latency"][
+        "test_figures_land_in_pytest_benchmark_json.py::test_latency_only"
+    ]
+    assert other["p1.latency.other.calls"] == 100
+
+
+@pytest.mark.parametrize("benchmark_loaded", [True, False], ids=["benchmark", "no-benchmark"])
+def test_benchmark_hooks_are_registered_only_with_pytest_benchmark(
+    pytester: pytest.Pytester, benchmark_loaded: bool
+) -> None:
+    pytester.makepyfile(
+        f"""
+        def test_registration(pytestconfig):
+            hooks = pytestconfig.pluginmanager.get_plugin("quantum_p1.benchmark")
+            assert (hooks is not None) is {benchmark_loaded}
+        """
+    )
+    # Explicit either way, so the test holds with plugin autoloading on too.
+    args = ("-p", "benchmark") if benchmark_loaded else ("-p", "no:benchmark")
+    pytester.runpytest("-p", "quantum_p1", *args).assert_outcomes(passed=1)
