@@ -35,6 +35,7 @@ __all__ = [
     "INI_REPORT",
     "INI_RUN",
     "INI_TARGET",
+    "INI_WORKLOAD",
     "MARKERS",
     "OPT_INSTANCES",
     "OPT_LATENCY_BUDGET",
@@ -43,14 +44,17 @@ __all__ = [
     "OPT_REPORT",
     "OPT_RUN",
     "OPT_TARGET",
+    "OPT_WORKLOAD",
     "SETTINGS_KEY",
     "TARGET_KEY",
     "P1Settings",
     "RedisMode",
+    "Workload",
     "format_duration",
     "header_line",
     "load_configured_target",
     "parse_duration",
+    "redis_for_report",
     "register_options",
     "settings_from_config",
 ]
@@ -69,6 +73,7 @@ OPT_RUN = "--p1"
 OPT_REPORT = "--p1-report"
 OPT_LATENCY_BUDGET = "--p1-latency-budget"
 OPT_INSTANCES = "--p1-instances"
+OPT_WORKLOAD = "--p1-workload"
 
 INI_TARGET = "p1_target"
 INI_REDIS = "p1_redis"
@@ -77,6 +82,7 @@ INI_RUN = "p1"
 INI_REPORT = "p1_report"
 INI_LATENCY_BUDGET = "p1_latency_budget"
 INI_INSTANCES = "p1_instances"
+INI_WORKLOAD = "p1_workload"
 
 DEFAULT_REDIS = "fake"
 DEFAULT_LATENCY_BUDGET = "1ms"
@@ -91,6 +97,45 @@ MARKERS = (
 )
 
 RedisMode = Literal["fake", "server", "url"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The operation simulated by ``P1-2.hit-rate``, on the virtual clock.
+
+    Set with ``--p1-workload`` / ini ``p1_workload`` as ``key=value`` pairs,
+    e.g. ``policies=50,reads_per_s=500,updates_per_min=12``.
+    """
+
+    minutes: float = 5.0
+    policies: int = 20
+    reads_per_s: float = 200.0
+    updates_per_min: float = 6.0
+    instances: int = 2
+    #: Zipf exponent of policy popularity: a few policies take most reads.
+    skew: float = 1.0
+    step_s: float = 0.1
+    seed: int = 20251203
+
+    @classmethod
+    def parse(cls, text: str) -> Workload:
+        """``"k=v,k=v"`` over the defaults; ValueError names the bad part."""
+        fields = {name: type(value) for name, value in vars(cls()).items()}
+        values: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, eq, raw = part.partition("=")
+            key = key.strip()
+            if not eq or key not in fields:
+                raise ValueError(part)
+            try:
+                number = fields[key](raw.strip())
+            except ValueError:
+                raise ValueError(part) from None
+            # Everything but the update rate and the skew must be positive.
+            if number < 0 or (not number and key not in ("updates_per_min", "skew", "seed")):
+                raise ValueError(part)
+            values[key] = number
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -111,6 +156,8 @@ class P1Settings:
     latency_budget_ns: int
     #: How many store instances the cluster checks start.
     instances: int
+    #: The simulated operation of the hit-rate check.
+    workload: Workload = Workload()
     #: Where :attr:`target` came from, for error messages (an option or ini key).
     target_source: str = OPT_TARGET
 
@@ -189,7 +236,18 @@ def register_options(parser: pytest.Parser) -> None:
         f"(default: {DEFAULT_INSTANCES}). ini: {INI_INSTANCES}",
     )
 
+    group.addoption(
+        OPT_WORKLOAD,
+        dest=INI_WORKLOAD,
+        default=None,
+        metavar="K=V,...",
+        help="the operation simulated by the hit-rate check: minutes, policies, reads_per_s, "
+        "updates_per_min, instances, skew, step_s, seed (default: minutes=5,policies=20,"
+        f"reads_per_s=200,updates_per_min=6,instances=2). ini: {INI_WORKLOAD}",
+    )
+
     parser.addini(INI_TARGET, f"quantum-p1: same as {OPT_TARGET}", default=DEFAULT_TARGET)
+    parser.addini(INI_WORKLOAD, f"quantum-p1: same as {OPT_WORKLOAD}", default="")
     parser.addini(INI_REDIS, f"quantum-p1: same as {OPT_REDIS}", default=DEFAULT_REDIS)
     parser.addini(INI_REDIS_BINARY, f"quantum-p1: same as {OPT_REDIS_BINARY}", default="")
     parser.addini(INI_RUN, f"quantum-p1: same as {OPT_RUN}", type="bool", default=False)
@@ -282,6 +340,7 @@ _OPTION_OF_INI = {
     INI_REPORT: OPT_REPORT,
     INI_LATENCY_BUDGET: OPT_LATENCY_BUDGET,
     INI_INSTANCES: OPT_INSTANCES,
+    INI_WORKLOAD: OPT_WORKLOAD,
 }
 
 
@@ -363,6 +422,15 @@ def _parse_instances(value: object, source: str) -> int:
     return number
 
 
+def _parse_workload(value: object, source: str) -> Workload:
+    if not isinstance(value, str):
+        raise _usage_error(source, _msgs.EXPECT_WORKLOAD, value)
+    try:
+        return Workload.parse(value)
+    except ValueError:
+        raise _usage_error(source, _msgs.EXPECT_WORKLOAD, value) from None
+
+
 def settings_from_config(config: pytest.Config) -> P1Settings:
     """Read and validate every setting; raise :class:`pytest.UsageError` on a bad one."""
     target, target_source, _ = _raw(config, INI_TARGET, _msgs.EXPECT_TARGET)
@@ -373,6 +441,7 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
     report, report_source, report_base = _raw(config, INI_REPORT, _msgs.EXPECT_REPORT)
     budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _msgs.EXPECT_DURATION)
     instances, instances_source, _ = _raw(config, INI_INSTANCES, _msgs.EXPECT_INSTANCES)
+    workload, workload_source, _ = _raw(config, INI_WORKLOAD, _msgs.EXPECT_WORKLOAD)
     return P1Settings(
         target=_parse_target(target, target_source),
         redis=redis,
@@ -383,11 +452,13 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
         report=_parse_report(report, report_source, report_base),
         latency_budget_ns=_parse_budget(budget, budget_source),
         instances=_parse_instances(instances, instances_source),
+        workload=_parse_workload(workload, workload_source),
         target_source=target_source,
     )
 
 
-def _redis_for_header(settings: P1Settings) -> str:
+def redis_for_report(settings: P1Settings) -> str:
+    """The Redis setting as shown to users: passwords in URLs redacted."""
     if settings.redis_mode == "url":
         # Imported only here: a URL may carry a password, and _redis owns redaction.
         from pytest_quantum_p1._redis import redact_url
@@ -409,7 +480,7 @@ def header_line(settings: P1Settings) -> str:
         if settings.report is not None:
             details += f", report={settings.report}"
     return _msgs.HEADER.format(
-        target=settings.target, redis=_redis_for_header(settings), details=details
+        target=settings.target, redis=redis_for_report(settings), details=details
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "EXPECT_REDIS_BINARY",
     "EXPECT_REPORT",
     "EXPECT_TARGET",
+    "EXPECT_WORKLOAD",
     "HEADER",
     "LATENCY_IN_RUNNING_LOOP",
     "LATENCY_LABEL_TAKEN",
@@ -63,6 +64,10 @@ EXPECT_REDIS = "'fake', 'server' or a redis:// or rediss:// URL"
 EXPECT_REDIS_BINARY = "a redis-server executable (a path, or a name found on PATH)"
 EXPECT_DURATION = "a positive duration such as '1ms', '250us', '0.5s' or '500ns'"
 EXPECT_INSTANCES = "an integer >= 2"
+EXPECT_WORKLOAD = (
+    "comma-separated key=value pairs with keys minutes, policies, reads_per_s, "
+    "updates_per_min, instances, skew, step_s, seed (positive numbers)"
+)
 EXPECT_BOOL = "a boolean ('true' or 'false')"
 EXPECT_REPORT = "a file path (not a directory)"
 

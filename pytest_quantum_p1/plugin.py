@@ -54,6 +54,7 @@ _FORBID_V2_KEY = pytest.StashKey["V2Guard"]()
 #: ``p1.latency.*`` figures by node id, for pytest-benchmark's JSON.
 _LATENCY_FIGURES_KEY = pytest.StashKey[dict[str, dict[str, object]]]()
 _BENCHMARK_HOOKS_NAME = "quantum_p1.benchmark"
+_ACCEPTANCE_HOOKS_NAME = "quantum_p1.acceptance"
 
 
 # -- hooks ----------------------------------------------------------------------------
@@ -64,9 +65,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_config.SETTINGS_KEY] = _config.settings_from_config(config)
+    settings = config.stash[_config.SETTINGS_KEY] = _config.settings_from_config(config)
     for line in _config.MARKERS:
         config.addinivalue_line("markers", line)
+    if settings.run:
+        # The acceptance run's hooks exist only in a --p1 run.
+        from pytest_quantum_p1._acceptance import AcceptanceHooks
+
+        config.pluginmanager.register(AcceptanceHooks(config), _ACCEPTANCE_HOOKS_NAME)
     if config.pluginmanager.hasplugin("benchmark"):
         from pytest_quantum_p1._latency import BenchmarkHooks
 
