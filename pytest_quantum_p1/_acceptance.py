@@ -36,6 +36,7 @@ from pytest_quantum_p1._report import CriterionRecord
 if TYPE_CHECKING:
     from pytest_quantum_p1._clock import VirtualClock
     from pytest_quantum_p1._config import P1Settings, Workload
+    from pytest_quantum_p1._latency import LatencyStats
     from pytest_quantum_p1._target import Bus, P1Target, RequiredEvent
 
 T = TypeVar("T")
@@ -299,6 +300,7 @@ def check_cached_read(
     from pytest_quantum_p1._latency import measure_latency_async
 
     name = _probe_name("cached")
+    budget = p1_settings.latency_budget_ns
 
     async def scenario() -> tuple[Any, int]:
         store, observed = await _single_store(p1_target, p1_redis_factory, virtual_clock)
@@ -306,15 +308,20 @@ def check_cached_read(
             await store.update_policy(name, {"probe": name, "limits": {"max": 10}})
             await store.get_policy(name)
             before = observed.storage_reads
+            # A short probe first: a hit path far over budget fails in
+            # milliseconds instead of running 20,000 slow reads.
             stats = await measure_latency_async(
-                lambda: store.get_policy(name), warmup=2_000, calls=20_000, batch=100
+                lambda: store.get_policy(name), warmup=20, calls=200, batch=10
             )
+            if stats.p50_ns < budget:
+                stats = await measure_latency_async(
+                    lambda: store.get_policy(name), warmup=2_000, calls=20_000, batch=100
+                )
             return stats, observed.storage_reads - before
         finally:
             await store.close()
 
     stats, storage_reads = asyncio.run(scenario())
-    budget = p1_settings.latency_budget_ns
     _p1_criterion.figures = {
         "p50_ns": stats.p50_ns,
         "p99_ns": stats.p99_ns,
@@ -370,13 +377,8 @@ def check_cold_vs_warm(
                 lambda: store.get_policy(name), warmup=500, calls=5_000, batch=50
             )
 
-            async def cold() -> object:
-                # Expire the entry first, so the read must go to storage.
-                virtual_clock.advance(ttl * 2)
-                return await store.get_policy(name)
-
             before = observed.storage_reads
-            cold_stats = await measure_latency_async(cold, warmup=20, calls=300, batch=1)
+            cold_stats = await _cold_reads(store, name, virtual_clock, ttl)
             return warm, cold_stats, observed.storage_reads - before
         finally:
             await store.close()
@@ -393,7 +395,7 @@ def check_cold_vs_warm(
         f"cached {speedup:.0f}x faster than storage (cold p50 {format_duration(cold.p50_ns)}, "
         f"warm p50 {format_duration(warm.p50_ns)})"
     )
-    expected_reads = cold.calls + cold.warmup
+    expected_reads = cold.calls
     if storage_reads < expected_reads:
         _fail(
             f"reads after the TTL did not go to storage ({storage_reads} storage reads for "
@@ -414,6 +416,31 @@ def check_cold_vs_warm(
             "Serve hits from memory without touching Redis or re-parsing JSON.",
             READ_MORE,
         )
+
+
+async def _cold_reads(
+    store: Any,
+    name: str,
+    clock: VirtualClock,
+    ttl: float,
+    *,
+    calls: int = 300,
+    seconds: float = 2.0,
+) -> LatencyStats:
+    """Time reads of an expired entry: up to ``calls``, at least 5, within ``seconds``.
+
+    Bounded by time because storage may be seconds slow (the seed's is).
+    """
+    from pytest_quantum_p1._latency import LatencyStats
+
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(samples) < calls and (len(samples) < 5 or time.perf_counter() < deadline):
+        clock.advance(ttl * 2)  # expire the entry, outside the timed region
+        started = time.perf_counter_ns()
+        await store.get_policy(name)
+        samples.append(time.perf_counter_ns() - started)
+    return LatencyStats.from_samples(samples)
 
 
 def _zipf_weights(n: int, skew: float) -> list[float]:
@@ -447,6 +474,8 @@ def check_hit_rate(
     carry = 0.0
     t_s: list[float] = []
     rates: list[float] = []
+    window: list[float] = []  # hit rate of each sample interval alone: shows update dips
+    last = (0, 0)
     steps_per_sample = max(1, round(10 / w.step_s))
 
     async def read_burst(count: int) -> None:
@@ -471,6 +500,8 @@ def check_hit_rate(
             misses = cluster.total_storage_reads - start_reads
             t_s.append(step * w.step_s)
             rates.append(1 - misses / reads if reads else 0.0)
+            window.append(1 - (misses - last[1]) / (reads - last[0]) if reads > last[0] else 0.0)
+            last = (reads, misses)
     storage_reads = cluster.total_storage_reads - start_reads
     hit_rate = 1 - storage_reads / reads if reads else 0.0
     _p1_criterion.figures = {
@@ -479,7 +510,7 @@ def check_hit_rate(
         "storage_reads": storage_reads,
         "simulated_s": total_s,
     }
-    _p1_criterion.series = {"t_s": t_s, "hit_rate": rates}
+    _p1_criterion.series = {"t_s": t_s, "hit_rate": rates, "window_hit_rate": window}
     _p1_criterion.summary = (
         f"hit rate {hit_rate:.1%} after {w.minutes:g} simulated min "
         f"({reads} reads, {storage_reads} from storage)"

@@ -148,10 +148,27 @@ def _fmt(value: float) -> str:
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi]."""
     if hi <= lo:
         return [lo]
-    step = (hi - lo) / (n - 1)
-    return [lo + i * step for i in range(n)]
+    raw = (hi - lo) / max(1, n - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    count = int((hi - first) / step + 1e-9) + 1
+    return [round(first + i * step, 12) for i in range(count)]
+
+
+def _decades(lo: float, hi: float) -> list[float]:
+    """Powers of ten within [lo, hi] (log10 values), for a log axis."""
+    return [float(d) for d in range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)] or [lo]
+
+
+def _duration_label(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:g} {unit}"
+    return f"{ns:g} ns"
 
 
 def _svg_lines(
@@ -164,7 +181,7 @@ def _svg_lines(
     hline: tuple[float, str] | None = None,
 ) -> str:
     """A line chart of several (x, y) series, as inline SVG."""
-    w, h, left, right, top, bottom = 900, 300, 64, 16, 16, 44
+    w, h, left, right, top, bottom = 900, 300, 64, 16, 34, 44
     points = [p for s in series.values() for p in s]
     if not points:
         return "<p>(no data)</p>"
@@ -196,8 +213,8 @@ def _svg_lines(
             f'<line x1="{left}" x2="{w - right}" y1="{py(ty):.1f}" y2="{py(ty):.1f}" stroke="#eaeef2"/>'
             f'<text x="{left - 6}" y="{py(ty) + 4:.1f}" text-anchor="end">{_fmt(ty)}</text>'
         )
-    for tick in _ticks(x0, x1):
-        label = _fmt(10**tick) if log_x else _fmt(tick)
+    for tick in _decades(x0, x1) if log_x else _ticks(x0, x1):
+        label = _duration_label(10**tick) if log_x else _fmt(tick)
         xpos = left + (tick - x0) / (x1 - x0) * (w - left - right)
         out.append(
             f'<text x="{xpos:.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>'
@@ -219,8 +236,8 @@ def _svg_lines(
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts if not log_x or x > 0)
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
         out.append(
-            f'<rect x="{left + 10 + i * 150}" y="{top}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{left + 27 + i * 150}" y="{top + 10}">{html.escape(name)}</text>'
+            f'<rect x="{left + i * 190}" y="4" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{left + 17 + i * 190}" y="14">{html.escape(name)}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -296,14 +313,22 @@ def _charts(records: Sequence[CriterionRecord]) -> list[str]:
         )
     hit = by_id.get("P1-2.hit-rate")
     if hit and hit.series.get("hit_rate") and hit.series.get("t_s"):
-        pts = list(zip(hit.series["t_s"], hit.series["hit_rate"], strict=True))
+        lines = {
+            "cumulative hit rate": list(zip(hit.series["t_s"], hit.series["hit_rate"], strict=True))
+        }
+        if hit.series.get("window_hit_rate"):
+            lines["hit rate per interval"] = list(
+                zip(hit.series["t_s"], hit.series["window_hit_rate"], strict=True)
+            )
+        lowest = min(y for pts in lines.values() for _, y in pts)
         figures.append(
             _figure(
                 _svg_lines(
-                    {"cumulative hit rate": pts},
+                    lines,
                     x_label="simulated time (s)",
                     y_label="hit rate",
-                    y_range=(0, 1),
+                    # Zoomed to where the story is, but always showing the 0.90 line.
+                    y_range=(max(0.0, min(0.85, lowest - 0.02)), 1.0),
                     hline=(0.9, "0.90 required"),
                 ),
                 "Hit rate over the simulated minutes of operation, counted from storage reads the harness observed.",
