@@ -303,7 +303,7 @@ def _charts(records: Sequence[CriterionRecord]) -> list[str]:
             _figure(
                 _svg_lines(
                     series,
-                    x_label="latency per call (ns, log scale)",
+                    x_label="latency per call (log scale)",
                     y_label="fraction of calls",
                     log_x=True,
                     y_range=(0, 1),
@@ -379,6 +379,10 @@ def render_html(records: Sequence[CriterionRecord], meta: Mapping[str, Any]) -> 
         "<h1>quantum-p1 acceptance report</h1>"
         f'<p class="meta">{html.escape(_counts(records))}</p>'
         f"<table>{''.join(rows)}</table>"
-        + (f'<h2>Charts</h2><div class="charts">{"".join(charts)}</div>' if charts else "")
+        + (
+            f'<h2 id="charts">Charts</h2><div class="charts">{"".join(charts)}</div>'
+            if charts
+            else ""
+        )
         + f'<h2>Run</h2><ul class="meta">{meta_items}</ul></body></html>\n'
     )
