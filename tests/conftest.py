@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+
+import fakeredis
 import pytest
+import redis
+import redis.asyncio
+from redis.asyncio import Redis
+
+from pytest_quantum_p1._redis import RedisServer, RedisServerUnavailable, spawn_redis_server
 
 pytest_plugins = ["pytester"]
 
@@ -11,3 +20,53 @@ pytest_plugins = ["pytester"]
 def _isolate_pytester_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     # Options meant for the outer run must not leak into pytester's inner runs.
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+
+
+class RedisBackend:
+    """One Redis for one test: fakeredis or the private redis-server.
+
+    :meth:`client` makes a new ``redis.asyncio`` client on it each call; call it
+    inside the running event loop, and close what it returns.
+    """
+
+    def __init__(self, name: str, factory: Callable[[], Redis]) -> None:
+        self.name = name
+        self._factory = factory
+
+    def client(self) -> Redis:
+        """A new client on this backend."""
+        return self._factory()
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.name}>"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port, for the whole session."""
+    try:
+        server = spawn_redis_server()
+    except RedisServerUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs a real Redis: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("fake", id="fake"),
+        pytest.param("server", id="server", marks=pytest.mark.real_redis),
+    ]
+)
+def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
+    """Each test that uses it runs once on fakeredis and once on a real server."""
+    if request.param == "fake":
+        fake_server = fakeredis.FakeServer()
+        return RedisBackend("fake", lambda: fakeredis.FakeAsyncRedis(server=fake_server))
+    server: RedisServer = request.getfixturevalue("redis_server")
+    # The server is private to this session, so emptying it is safe.
+    with redis.Redis.from_url(server.url) as sync_client:
+        sync_client.flushall()
+    return RedisBackend("server", lambda: redis.asyncio.Redis.from_url(server.url))

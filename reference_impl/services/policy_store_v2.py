@@ -1,0 +1,647 @@
+"""PolicyStoreV2: policies in Redis, a local TTL cache, invalidation over pub/sub.
+
+This is the seed's task P1-2 done right. Each process keeps the policies it
+reads in a dict with a TTL on an injected monotonic clock; ``update_policy``
+writes the new JSON and publishes the policy name on an invalidation channel
+in one MULTI/EXEC round trip, and every store's listener drops its copy when
+the name arrives. Compared with the seed's sketch:
+
+- a read racing an invalidation never caches the old value: each miss notes the
+  name's generation and the store's epoch before fetching, and fills the cache
+  only if neither moved and the invalidation link is up;
+- a lost invalidation link flushes the cache (the rule of Redis's
+  client-side-caching guide: invalidations may have been missed), nothing is
+  cached until the listener has resubscribed, and resubscription retries with
+  capped exponential backoff instead of the listener dying silently;
+- garbage on the channel is counted, logged (rate-limited) and answered with a
+  full flush, because when in doubt a cache flushes: it can always refill;
+- a silent link (no reply to a ``PING`` within ``keepalive`` seconds) counts as
+  lost too, so a half-open TCP connection cannot keep a stale cache alive;
+- names are validated, bad input raises the typed errors of
+  :mod:`reference_impl.errors`, and Redis failures raise
+  :class:`~reference_impl.errors.StoreUnavailableError` instead of serving
+  possibly stale data.
+
+Call :meth:`PolicyStoreV2.initialize` once before use: until the invalidation
+subscription is confirmed, reads are served straight from Redis and never
+cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from reference_impl.errors import (
+    InvalidPayloadError,
+    InvalidPolicyNameError,
+    PolicyDecodeError,
+    PolicyNotFoundError,
+    StoreUnavailableError,
+)
+
+__all__ = [
+    "DEFAULT_REDIS_URL",
+    "MAX_MESSAGE_BYTES",
+    "MAX_NAME_LENGTH",
+    "REDIS_URL_ENV",
+    "CacheStats",
+    "PolicyStoreV2",
+    "get_policy_store",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming the Redis of the process-wide store.
+REDIS_URL_ENV: Final = "QUANTUM_REDIS_URL"
+DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
+
+MAX_NAME_LENGTH: Final = 128
+#: Invalidation messages longer than this are rejected without being decoded.
+MAX_MESSAGE_BYTES: Final = 1024
+#: The message that flushes every store's whole cache.
+FLUSH_ALL: Final = "*"
+
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_MAX_DEPTH: Final = 64
+_SUBSCRIBE_TIMEOUT: Final = 5.0
+_BACKOFF_START: Final = 0.01
+_BACKOFF_CAP: Final = 0.5
+_CANCEL_RETRY: Final = 0.1
+# What a dropped or unreachable server looks like; anything else is a bug or a
+# surprise, logged with its traceback but handled the same way.
+_LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _show(name: str) -> str:
+    """``repr`` of a name, shortened so a huge bad name cannot flood a message."""
+    return repr(name if len(name) <= 40 else name[:40] + "...")
+
+
+def _name_problem(name: object) -> str | None:
+    """The rule ``name`` breaks, or ``None`` if it is a valid policy name."""
+    if not isinstance(name, str):
+        return f"policy name must be a str, got {type(name).__name__}"
+    if not name:
+        return "policy name must not be empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"policy name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+    if "/" in name or "\\" in name:
+        return f"policy name {_show(name)} contains a path separator ('/' or '\\')"
+    if ".." in name:
+        return f"policy name {_show(name)} contains '..'"
+    if _NAME_RE.fullmatch(name) is None:
+        return (
+            f"policy name {_show(name)} must start with a letter or digit and contain only"
+            " letters, digits, '_', '.', ':' and '-'"
+        )
+    return None
+
+
+def _check_name(name: object) -> str:
+    problem = _name_problem(name)
+    if problem is not None:
+        raise InvalidPolicyNameError(problem)
+    return name  # type: ignore[return-value]  # _name_problem proved it a str
+
+
+def _plain_json(value: object, where: str, depth: int) -> object:
+    """``value`` as plain dicts and lists, or :class:`InvalidPayloadError` naming the culprit.
+
+    ``json.dumps`` alone would accept too much (non-str keys silently become
+    strings, NaN becomes invalid JSON) and too little (any non-dict mapping).
+    """
+    if depth > _MAX_DEPTH:
+        raise InvalidPayloadError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidPayloadError(f"{where} is {value!r}, which JSON cannot represent")
+        return value
+    if isinstance(value, Mapping):
+        plain: dict[str, object] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidPayloadError(f"{where} has the key {key!r}, which is not a str")
+            plain[key] = _plain_json(item, f"{where}.{key}", depth + 1)
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise InvalidPayloadError(
+        f"{where} is a {type(value).__name__}, which is not JSON-serialisable"
+    )
+
+
+def _encode(name: str, policy: object) -> str:
+    if not isinstance(policy, Mapping):
+        raise InvalidPayloadError(f"policy {name!r} must be a mapping, got {type(policy).__name__}")
+    return json.dumps(_plain_json(policy, f"policy {name!r}", 0), separators=(",", ":"))
+
+
+_JSON_KINDS: Final[Mapping[type, str]] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _decode(name: str, raw: bytes | str) -> dict[str, Any]:
+    try:
+        policy = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8 too
+        raise PolicyDecodeError(f"policy {name!r} is not valid JSON: {exc}") from exc
+    if type(policy) is not dict:
+        kind = _JSON_KINDS.get(type(policy), type(policy).__name__)
+        raise PolicyDecodeError(f"policy {name!r} is stored as {kind}, not a JSON object")
+    return policy
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """A snapshot of a store's counters."""
+
+    #: Reads served from the local cache.
+    hits: int
+    #: Reads of a valid name that went to Redis (found or not).
+    misses: int
+    #: Invalidation requests applied: names and ``"*"`` received on the channel,
+    #: and calls of :meth:`PolicyStoreV2.invalidate`.
+    invalidations: int
+    #: Channel messages that were not a policy name or ``"*"``; each flushed the cache.
+    rejected_messages: int
+    #: Times the invalidation subscription was re-established after being lost.
+    reconnects: int
+
+    @property
+    def hit_rate(self) -> float:
+        """``hits / (hits + misses)``, or ``0.0`` before the first read."""
+        reads = self.hits + self.misses
+        return self.hits / reads if reads else 0.0
+
+
+class _Fill:
+    """Invalidations of one name seen while misses of that name are in flight."""
+
+    __slots__ = ("generation", "readers")
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.readers = 0
+
+
+class PolicyStoreV2:
+    """Policies stored as JSON in Redis, cached locally, invalidated over pub/sub.
+
+    ``redis`` is the client the store uses for reads, writes and its
+    subscription (it is not closed by :meth:`close` unless the store made it,
+    see :meth:`from_url`). ``ttl`` is in seconds of ``clock``; ``0`` disables
+    caching. Policies live under ``key_prefix + name``; invalidations are policy
+    names published on ``channel``, and ``"*"`` flushes every cache. The link is
+    probed with ``PING`` after ``keepalive`` seconds of silence and counted as
+    lost if the probe is not answered within as long again.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        channel: str = "policy:invalidate",
+        key_prefix: str = "policy:",
+        keepalive: float = 5.0,
+    ) -> None:
+        if not ttl >= 0:  # also rejects NaN
+            raise ValueError(f"ttl must be >= 0 seconds, got {ttl!r}")
+        if not keepalive > 0:
+            raise ValueError(f"keepalive must be > 0 seconds, got {keepalive!r}")
+        if not channel:
+            raise ValueError("channel must not be empty")
+        self._redis = redis
+        self._ttl = float(ttl)
+        self._clock = clock
+        self._channel = channel
+        self._key_prefix = key_prefix
+        self._keepalive = float(keepalive)
+        self._owns_redis = False
+        # name -> (expiry on self._clock, policy)
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Only names with a miss in flight are tracked, so this stays small
+        # whatever names arrive on the channel.
+        self._fills: dict[str, _Fill] = {}
+        # Bumped by every flush and every link transition: a miss that saw an
+        # older epoch must not fill the cache.
+        self._epoch = 0
+        self._link_up = False
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+        self._hits = 0
+        self._misses = 0
+        self._invalidations = 0
+        self._rejected = 0
+        self._reconnects = 0
+        self._next_rejection_warning = 1
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        channel: str = "policy:invalidate",
+        key_prefix: str = "policy:",
+        keepalive: float = 5.0,
+    ) -> Self:
+        """A store with its own client for ``url``, closed by :meth:`close`. Does not connect."""
+        store = cls(
+            Redis.from_url(url),
+            ttl=ttl,
+            clock=clock,
+            channel=channel,
+            key_prefix=key_prefix,
+            keepalive=keepalive,
+        )
+        store._owns_redis = True
+        return store
+
+    # -- public surface -----------------------------------------------------
+
+    @property
+    def stats(self) -> CacheStats:
+        """The counters, as a snapshot."""
+        return CacheStats(
+            hits=self._hits,
+            misses=self._misses,
+            invalidations=self._invalidations,
+            rejected_messages=self._rejected,
+            reconnects=self._reconnects,
+        )
+
+    @property
+    def link_up(self) -> bool:
+        """Whether the invalidation subscription is confirmed and believed alive."""
+        return self._link_up
+
+    async def initialize(self) -> None:
+        """Subscribe to the invalidation channel and start the listener.
+
+        Returns once Redis has confirmed the subscription, so every invalidation
+        published afterwards is seen. Idempotent. Raises
+        :class:`StoreUnavailableError` if Redis cannot be reached.
+        """
+        async with self._start_lock:
+            if self._closed:
+                raise RuntimeError("this PolicyStoreV2 is closed")
+            if self._listener is not None:
+                return
+            try:
+                pubsub = await self._subscribe()
+            except _LINK_ERRORS as exc:
+                raise StoreUnavailableError(
+                    f"cannot subscribe to the invalidation channel {self._channel!r}: {exc}"
+                ) from exc
+            self._pubsub = pubsub
+            self._set_link(up=True)
+            self._listener = asyncio.create_task(
+                self._listen(), name=f"PolicyStoreV2 listener on {self._channel!r}"
+            )
+
+    async def get_policy(self, name: str) -> dict[str, Any]:
+        """The policy named ``name``, from the cache while fresh.
+
+        The returned dict is shared with the cache and other callers: treat it
+        as read-only. Raises :class:`InvalidPolicyNameError`,
+        :class:`PolicyNotFoundError`, :class:`PolicyDecodeError` or
+        :class:`StoreUnavailableError`.
+        """
+        # The hit path is deliberately bare (it is benchmarked against dict.get).
+        # No validation: only valid names are ever cached. An unhashable name
+        # falls through to the miss path, which rejects it.
+        try:
+            entry = self._cache.get(name)
+        except TypeError:
+            entry = None
+        if entry is not None and entry[0] > self._clock():
+            self._hits += 1
+            return entry[1]
+        return await self._load(name)
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        """Store ``policy`` under ``name`` and invalidate it on every store.
+
+        The write and the invalidation are one MULTI/EXEC round trip, so no
+        store can miss the invalidation of a write that happened. Raises
+        :class:`InvalidPolicyNameError`, :class:`InvalidPayloadError` (not a
+        JSON-serialisable mapping with str keys) or :class:`StoreUnavailableError`;
+        the local copy is dropped even when Redis fails.
+        """
+        name = _check_name(name)
+        data = _encode(name, policy)
+        try:
+            try:
+                await self._write(name, data)
+            except RedisConnectionError:
+                # See _load: a pooled connection may be dead. Writing the same
+                # value and invalidating twice is harmless.
+                await self._write(name, data)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"cannot update policy {name!r}: {exc}") from exc
+        finally:
+            self._drop(name)
+
+    def invalidate(self, name: str | None = None) -> None:
+        """Drop ``name`` from this store's cache, or everything when ``name`` is ``None``.
+
+        Local only: use :meth:`update_policy` to invalidate every store.
+        """
+        if name is None:
+            self._flush()
+        else:
+            self._drop(_check_name(name))
+        self._invalidations += 1
+
+    async def close(self) -> None:
+        """Stop the listener, release the subscription and flush. Idempotent."""
+        self._closed = True
+        task, self._listener = self._listener, None
+        if task is not None:
+            # On Python 3.11 redis-py can swallow a cancellation (asyncio.wait_for
+            # loses one that races the result), so cancel until it sticks; the
+            # listener also stops on its own at its next turn, seeing _closed.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=_CANCEL_RETRY)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                logger.error("the invalidation listener had failed", exc_info=error)
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await _close_quietly(pubsub)
+        self._set_link(up=False)
+        if self._owns_redis:
+            self._owns_redis = False
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _write(self, name: str, data: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key_prefix + name, data)
+            pipe.publish(self._channel, name)
+            await pipe.execute()
+
+    # -- reads ----------------------------------------------------------------
+
+    async def _load(self, name: str) -> dict[str, Any]:
+        name = _check_name(name)
+        self._misses += 1
+        fill = self._fills.get(name)
+        if fill is None:
+            fill = self._fills[name] = _Fill()
+        fill.readers += 1
+        generation, epoch = fill.generation, self._epoch
+        # The value may be as old as the moment the GET was sent, so it expires
+        # counting from before the round trip.
+        expires = self._clock() + self._ttl
+        try:
+            try:
+                raw = await self._redis.get(self._key_prefix + name)
+            except RedisConnectionError:
+                # redis-py finds a pooled connection dead (server restarted,
+                # idle timeout) only by using it; a read is safe to repeat.
+                raw = await self._redis.get(self._key_prefix + name)
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                raise PolicyDecodeError(
+                    f"policy {name!r} is stored as a non-string Redis type: {exc}"
+                ) from exc
+            raise StoreUnavailableError(f"cannot read policy {name!r}: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"cannot read policy {name!r}: {exc}") from exc
+        finally:
+            fill.readers -= 1
+            if not fill.readers:
+                del self._fills[name]
+        if raw is None:
+            raise PolicyNotFoundError(name)
+        policy = _decode(name, raw)
+        # No await since the GET returned, so nothing can slip between this
+        # check and the fill.
+        if (
+            self._link_up
+            and epoch == self._epoch
+            and generation == fill.generation
+            and self._ttl > 0
+        ):
+            self._cache[name] = (expires, policy)
+        return policy
+
+    # -- invalidation -----------------------------------------------------------
+
+    def _drop(self, name: str) -> None:
+        self._cache.pop(name, None)
+        fill = self._fills.get(name)
+        if fill is not None:
+            fill.generation += 1
+
+    def _flush(self) -> None:
+        self._cache.clear()
+        self._epoch += 1
+
+    def _set_link(self, *, up: bool) -> None:
+        # Both transitions bump the epoch: a miss begun while the link was down
+        # may have read a value whose invalidation nobody heard.
+        self._link_up = up
+        self._flush()
+
+    def _reject(self, reason: str) -> None:
+        self._rejected += 1
+        self._flush()
+        if self._rejected == self._next_rejection_warning:
+            self._next_rejection_warning *= 10
+            logger.warning(
+                "rejected invalidation message #%d on %r (%s); cache flushed."
+                " Further rejections are logged at #%d, then every tenfold",
+                self._rejected,
+                self._channel,
+                reason,
+                self._next_rejection_warning,
+            )
+
+    def _apply(self, data: object) -> None:
+        if isinstance(data, bytes):
+            if len(data) > MAX_MESSAGE_BYTES:
+                self._reject(f"{len(data)} bytes, over the limit of {MAX_MESSAGE_BYTES}")
+                return
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._reject("not valid UTF-8")
+                return
+        elif isinstance(data, str):  # a client with decode_responses=True
+            if len(data) > MAX_MESSAGE_BYTES:
+                self._reject(f"{len(data)} characters, over the limit of {MAX_MESSAGE_BYTES}")
+                return
+            text = data
+        else:
+            self._reject(f"payload is a {type(data).__name__}")
+            return
+        if text == FLUSH_ALL:
+            self._invalidations += 1
+            self._flush()
+            logger.debug("cache flushed on request from %r", self._channel)
+            return
+        problem = _name_problem(text)
+        if problem is not None:
+            self._reject(problem)
+            return
+        self._invalidations += 1
+        self._drop(text)
+        logger.debug("policy %r invalidated", text)
+
+    def _on_message(self, message: Mapping[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "message":
+            self._apply(message.get("data"))
+        elif kind == "subscribe":
+            # redis-py re-subscribes by itself when the client has retries
+            # enabled: whatever was published while it reconnected is lost.
+            logger.warning(
+                "invalidation link to %r was re-established; cache flushed", self._channel
+            )
+            self._reconnects += 1
+            self._set_link(up=True)
+        elif kind != "pong":
+            raise RedisConnectionError(f"unexpected {kind!r} on the invalidation link")
+
+    # -- the listener -----------------------------------------------------------
+
+    async def _subscribe(self) -> PubSub:
+        """A fresh pubsub whose subscription Redis has confirmed."""
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + _SUBSCRIBE_TIMEOUT
+            while (remaining := deadline - loop.time()) > 0:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=False, timeout=remaining
+                )
+                if message is not None and message.get("type") == "subscribe":
+                    return pubsub
+            raise TimeoutError(
+                f"Redis did not confirm SUBSCRIBE {self._channel!r} within {_SUBSCRIBE_TIMEOUT}s"
+            )
+        except BaseException:
+            await _close_quietly(pubsub)
+            raise
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        """Apply messages, one fully before asking for the next, until the link fails."""
+        loop = asyncio.get_running_loop()
+        probe_sent: float | None = None
+        while not self._closed:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=False, timeout=self._keepalive
+            )
+            if message is not None:
+                probe_sent = None  # any traffic proves the link alive
+                self._on_message(message)
+            elif probe_sent is None:
+                await pubsub.ping()
+                probe_sent = loop.time()
+            elif loop.time() - probe_sent >= self._keepalive:
+                raise TimeoutError(f"no reply to PING within {self._keepalive}s")
+
+    async def _listen(self) -> None:
+        delay = _BACKOFF_START
+        while not self._closed:
+            pubsub = self._pubsub
+            if pubsub is None:
+                try:
+                    pubsub = await self._subscribe()
+                except Exception as exc:
+                    if isinstance(exc, _LINK_ERRORS):
+                        logger.debug("resubscribing to %r failed: %s", self._channel, exc)
+                    else:
+                        logger.exception("resubscribing to %r failed", self._channel)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF_CAP)
+                    continue
+                delay = _BACKOFF_START
+                self._pubsub = pubsub
+                self._reconnects += 1
+                self._set_link(up=True)
+                logger.info("invalidation link to %r restored", self._channel)
+            try:
+                await self._pump(pubsub)
+            except Exception as exc:
+                if isinstance(exc, _LINK_ERRORS):
+                    logger.warning(
+                        "invalidation link to %r lost (%s); cache flushed, resubscribing",
+                        self._channel,
+                        exc,
+                    )
+                else:
+                    # When in doubt, assume messages were lost: flush and resubscribe.
+                    logger.exception(
+                        "unexpected error on the invalidation link to %r; cache flushed,"
+                        " resubscribing",
+                        self._channel,
+                    )
+                self._set_link(up=False)
+                self._pubsub = None
+                await _close_quietly(pubsub)
+
+
+async def _close_quietly(pubsub: PubSub) -> None:
+    try:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    except Exception as exc:  # the connection is being thrown away anyway
+        logger.debug("closing a pubsub failed: %s", exc)
+
+
+_default_store: PolicyStoreV2 | None = None
+
+
+def get_policy_store() -> PolicyStoreV2:
+    """The process-wide store, for the Redis named by ``$QUANTUM_REDIS_URL``.
+
+    Created on first call without connecting; call ``await
+    store.initialize()`` once before relying on the cache.
+    """
+    global _default_store
+    if _default_store is None:
+        _default_store = PolicyStoreV2.from_url(os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL))
+    return _default_store
