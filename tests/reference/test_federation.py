@@ -109,7 +109,9 @@ def test_engine_warns_at_the_callers_line(bus: EventBus) -> None:
 
 
 def test_engine_leaves_new_to_be_patched(bus: EventBus) -> None:
-    assert "__new__" not in vars(FederatedEngineV2)
+    # The source, not vars(): a V2Guard that ran earlier in this process leaves
+    # an inert __new__ on the class (the CPython 3.11 workaround in _v2).
+    assert "def __new__" not in inspect.getsource(FederatedEngineV2)
     callers: list[str] = []
 
     def recording_new(cls: type[FederatedEngineV2], *args: Any, **kwargs: Any) -> Any:
