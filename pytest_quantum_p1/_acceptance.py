@@ -175,15 +175,31 @@ def _check_timestamp(value: object) -> str | None:
 def _event_check(event: RequiredEvent) -> Callable[..., None]:
     def check(p1_target: P1Target, _p1_criterion: CriterionRecord) -> None:
         __tracebackhide__ = True
-        recorder, expected = _run_action(p1_target.bus(), event)
+        bus = p1_target.bus()
+        if event.name not in bus.catalogue:
+            _p1_criterion.summary = "not in the bus catalogue"
+            _fail(
+                f"{event.name!r} is not in the bus catalogue, so its publication cannot be "
+                "recorded (see P1-1.catalogue).",
+                READ_MORE,
+            )
+        recorder, expected = _run_action(bus, event)
         published = recorder.find(event.name)
         _p1_criterion.figures = {"published": len(published)}
         try:
             match = recorder.assert_published(event.name, **dict(expected))
         except AssertionError as exc:
+            missing = str(exc)
+        else:
+            missing = ""
+        if missing:  # failed outside the except block: no chained traceback
+            _p1_criterion.summary = f"not published as expected ({len(published)} publish(es))"
             _fail(
                 f"the real action behind {event.name!r} did not publish it as expected.",
-                str(exc),
+                missing,
+                "Publish the values of the change that happened, as the target's action "
+                "returns them.",
+                READ_MORE,
             )
         problems = [
             f"field {field!r} is missing" for field in event.fields if field not in match.payload
@@ -198,11 +214,16 @@ def _event_check(event: RequiredEvent) -> Callable[..., None]:
             " (UTC)" if event.timestamp_field else ""
         )
         if problems:
+            _p1_criterion.summary = (
+                f"published {len(published)} time(s), {len(problems)} problem(s)"
+            )
             _fail(
                 f"{event.name!r} was published, but not as required:",
                 *_bullets(problems),
                 f"  payload: {dict(match.payload)!r}",
                 f"Required fields: {', '.join(event.fields)}.",
+                "Publish the event once per action, with every required field and an aware "
+                "UTC timestamp.",
                 READ_MORE,
             )
 
@@ -240,8 +261,15 @@ def check_logged(p1_target: P1Target, _p1_criterion: CriterionRecord) -> None:
     problems: list[str] = []
     logged = 0
     for event in p1_target.required_events:
+        bus = p1_target.bus()
+        if event.name not in bus.catalogue:
+            problems.append(
+                f"{event.name}: not in the bus catalogue, so it cannot be recorded "
+                "(see P1-1.catalogue)"
+            )
+            continue
         with _capture_logger(p1_target.monitor_logger) as handler:
-            recorder, _ = _run_action(p1_target.bus(), event)
+            recorder, _ = _run_action(bus, event)
         published = recorder.find(event.name)
         records = [r for r in handler.records if getattr(r, "event", None) == event.name]
         if not published:
@@ -559,6 +587,7 @@ def check_ttl(
     _p1_criterion.figures = {"ttl_s": ttl}
     _p1_criterion.summary = f"entries expire after the {ttl:g} s TTL"
     if expired != {"v": 2}:
+        _p1_criterion.summary = f"an entry outlived the {ttl:g} s TTL"
         _fail(
             f"an entry outlived its TTL: {ttl:g} s after it was cached, with its invalidation "
             f"lost, instance 1 still served {expired!r} instead of {{'v': 2}} (it served "
@@ -586,9 +615,13 @@ def check_invalidation(
         try:
             cluster.assert_converged(name, value)
         except AssertionError as exc:
+            diverged = str(exc)
+        else:
+            diverged = ""
+        if diverged:  # failed outside the except block: no chained traceback
             _fail(
                 f"after an update on instance {k % instances}, not every instance converged.",
-                str(exc),
+                diverged,
                 "Subscribe every instance to the invalidation channel and drop the cached entry "
                 "on each message.",
                 READ_MORE,
@@ -639,9 +672,12 @@ def check_no_stale_reads(
     _p1_criterion.figures = {"examples": result.examples, "max_stale_age_s": result.max_stale_age_s}
     _p1_criterion.summary = f"no stale read in {result.examples} generated scenarios"
     if result.failures:
+        _p1_criterion.summary = f"stale read found in {result.examples} generated scenarios"
         _fail(
             "the property-based search found a stale read:",
             result.failures,
+            "Drop an entry on each invalidation, flush the cache when the invalidation link is "
+            "lost, and never cache a read that raced an invalidation.",
             READ_MORE,
         )
 
@@ -658,6 +694,9 @@ def check_files_removed(p1_target: P1Target, _p1_criterion: CriterionRecord) -> 
     _p1_criterion.figures = {"removed": len(rules.removed_paths), "still_present": len(left)}
     _p1_criterion.summary = f"{len(rules.removed_paths)} legacy v2 files absent"
     if left:
+        _p1_criterion.summary = (
+            f"{len(left)} of {len(rules.removed_paths)} legacy v2 files still present"
+        )
         _fail(
             f"{len(left)} legacy v2 file(s) still exist:",
             *_bullets([str(p) for p in left]),
@@ -704,6 +743,7 @@ def check_deprecation_warning(p1_target: P1Target, _p1_criterion: CriterionRecor
     _p1_criterion.figures = {"warnings": len(deprecations)}
     _p1_criterion.summary = f"{engine.__name__}() warns DeprecationWarning at the caller's line"
     if not deprecations:
+        _p1_criterion.summary = f"{engine.__name__}() emits no DeprecationWarning"
         others = [f"{w.category.__name__}: {w.message}" for w in caught]
         _fail(
             f"constructing {engine.__name__} emitted no DeprecationWarning.",
@@ -713,6 +753,10 @@ def check_deprecation_warning(p1_target: P1Target, _p1_criterion: CriterionRecor
         )
     first = deprecations[0]
     if (first.filename, first.lineno) != here:
+        _p1_criterion.summary = (
+            f"{engine.__name__}() warns at {Path(first.filename).name}:{first.lineno}, "
+            "not at its caller"
+        )
         _fail(
             f"the DeprecationWarning of {engine.__name__} points at {first.filename}:{first.lineno}, "
             f"not at the line that constructed it ({here[0]}:{here[1]}).",
@@ -747,6 +791,10 @@ def check_bridge_only(p1_target: P1Target, _p1_criterion: CriterionRecord) -> No
     }
     _p1_criterion.summary = f"{len(constructions)} v2 engine constructions, all through the bridge"
     if guard.violations:
+        _p1_criterion.summary = (
+            f"{len(constructions)} v2 engine constructions, {len(guard.violations)} outside "
+            "the bridge"
+        )
         _fail(guard.format_violations())
 
 
@@ -781,6 +829,7 @@ def check_docs(p1_target: P1Target, _p1_criterion: CriterionRecord) -> None:
     _p1_criterion.figures = {"docs": len(rules.docs), "problems": len(problems)}
     _p1_criterion.summary = f"{len(rules.docs)} docs carry the deprecation notice"
     if problems:
+        _p1_criterion.summary = f"{len(problems)} notice problem(s) in {len(rules.docs)} docs"
         _fail(
             "the architecture docs do not all carry the federation notice:",
             *_bullets(problems),
@@ -816,6 +865,7 @@ def check_health(
         _fail(
             f"the health check reports {report.get('status')!r}, not 'ok':",
             *_bullets([f"{k}: {v!r}" for k, v in report.items() if k != "status"]),
+            "Fix what the report names as down; the target's health function decides 'ok'.",
             READ_MORE,
         )
 
@@ -948,9 +998,11 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
 def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
     if report.passed:
         return ""
-    if call.excinfo is not None and not call.excinfo.errisinstance(
-        (pytest.fail.Exception, pytest.skip.Exception)
-    ):
+    if call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception):
+        # The criterion's own words: the longrepr would add pytest's note on
+        # hidden traceback entries and any exception the verdict was raised in.
+        return str(call.excinfo.value)
+    if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
         # The harness or the target broke: the exception line, not a traceback
         # (that is in the FAILURES section above the checklist).
         return call.excinfo.exconly()
@@ -1038,8 +1090,17 @@ class AcceptanceHooks:
             record.message = _message(report, call)
             record.duration_s = call.duration
             for name, value in record.figures.items():
-                report.user_properties.append((f"p1.{record.id}.{name}", value))
-            report.p1_record = {**record.as_json(), "series": record.series}  # type: ignore[attr-defined]
+                prop = (f"p1.{record.id}.{name}", value)
+                # The call report for xdist and hooks; the item for the teardown
+                # report, which is the one junitxml writes properties from.
+                report.user_properties.append(prop)
+                item.user_properties.append(prop)
+            report.p1_record = {  # type: ignore[attr-defined]
+                **record.as_json(),
+                "series": record.series,
+                # The controller of an xdist run never collects: carry the position.
+                "position": self.order.index(record.id),
+            }
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -1048,12 +1109,13 @@ class AcceptanceHooks:
             self.records[record["id"]] = record
 
     def _ordered(self) -> list[CriterionRecord]:
-        rank = {name: i for i, name in enumerate(self.order)}
-        records = []
-        for data in self.records.values():
-            fields = {k: v for k, v in data.items() if k in CriterionRecord.__dataclass_fields__}
-            records.append(CriterionRecord(**fields))
-        return sorted(records, key=lambda r: rank.get(r.id, len(rank)))
+        ordered = sorted(self.records.values(), key=lambda data: data["position"])
+        return [
+            CriterionRecord(
+                **{k: v for k, v in data.items() if k in CriterionRecord.__dataclass_fields__}
+            )
+            for data in ordered
+        ]
 
     def _meta(self) -> dict[str, Any]:
         from pytest_quantum_p1._config import SETTINGS_KEY, redis_for_report
@@ -1069,10 +1131,12 @@ class AcceptanceHooks:
             "duration_s": round(time.time() - self.started, 3),
         }
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from pytest_quantum_p1._config import SETTINGS_KEY
         from pytest_quantum_p1._report import write_reports
 
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return  # nothing was checked: an empty report would read as a clean run
         settings = self.config.stash[SETTINGS_KEY]
         if settings.report is not None and not hasattr(self.config, "workerinput"):
             self.written = write_reports(settings.report, self._ordered(), self._meta())

@@ -62,7 +62,11 @@ class CriterionRecord:
             "task": self.task,
             "title": self.title,
             "outcome": self.outcome,
-            "figures": self.figures,
+            # JSON has no inf or NaN: a figure without a finite value is null.
+            "figures": {
+                name: value if math.isfinite(value) else None
+                for name, value in self.figures.items()
+            },
             "summary": self.summary,
             "message": self.message,
             "duration_s": round(self.duration_s, 6),
@@ -104,7 +108,9 @@ def report_dict(records: Sequence[CriterionRecord], meta: Mapping[str, Any]) -> 
 
 
 def html_path_for(json_path: Path) -> Path:
-    """The HTML page written next to the JSON report."""
+    """The HTML page written next to the JSON report (never the JSON report itself)."""
+    if json_path.suffix.lower() in (".html", ".htm"):
+        return json_path.with_name(json_path.stem + ".report.html")
     return json_path.with_suffix(".html")
 
 
@@ -113,7 +119,9 @@ def write_reports(
 ) -> tuple[Path, Path]:
     """Write the JSON report to ``path`` and the HTML page beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report_dict(records, meta), indent=2, sort_keys=False) + "\n")
+    path.write_text(
+        json.dumps(report_dict(records, meta), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     page = html_path_for(path)
     page.write_text(render_html(records, meta), encoding="utf-8")
     return path, page

@@ -166,12 +166,19 @@ def load_target(spec: str) -> P1Target:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise TargetError(f"cannot import target module {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module itself is broken: still the user's setting to fix
+        raise TargetError(
+            f"importing target module {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         obj: object = getattr(module, attr)
     except AttributeError:
         raise TargetError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not isinstance(obj, P1Target) and callable(obj):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise TargetError(f"{spec}() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, P1Target):
         raise TargetError(f"{spec} is a {type(obj).__name__}, not a pytest_quantum_p1.P1Target")
     return obj
