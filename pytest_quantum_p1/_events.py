@@ -421,7 +421,7 @@ class EventRecorder:
         self,
         name: str,
         /,
-        timeout: float = 1.0,  # noqa: ASYNC109 -- mirrors wait_for(); asyncio.timeout inside
+        timeout: float = 1.0,
         **fields: Any,
     ) -> RecordedEvent:
         """Await an event ``name`` containing ``fields``; the async form of :meth:`wait_for`.

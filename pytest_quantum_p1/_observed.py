@@ -20,7 +20,6 @@ Nothing sleeps: waits are woken by the events they wait for.
 This module imports redis; the plugin imports it only when a fixture needs it.
 """
 
-# ruff: noqa: ASYNC109  # timeouts mirror redis-py's get_message(timeout=) and the sync twins
 from __future__ import annotations
 
 import asyncio

@@ -155,7 +155,7 @@ class Signal:
     async def wait_until(
         self,
         check: Callable[[], T | None],
-        timeout: float | None,  # noqa: ASYNC109 - the deadline is this helper's point
+        timeout: float | None,
     ) -> T:
         """Return the first non-``None`` result of ``check()``, re-checked on each change.
 
