@@ -1,0 +1,486 @@
+"""The acceptance run (``--p1``): its items, checklist and exit status, and that every criterion can fail.
+
+Each criterion has a test that runs the whole acceptance run against the
+reference target broken in exactly that way (``broken_targets.py``) and checks
+that this criterion fails, with its message under its checklist line, while
+every other criterion passes. ``P1-2.no-stale-reads`` (a Hypothesis search of
+a few seconds) is deselected everywhere but in its own test.
+
+The tests at the end pin defects these tests found (and that were fixed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from pytest_quantum_p1 import _config, _msgs
+from pytest_quantum_p1._acceptance import criteria_for
+from reference_impl.p1_target import TARGET
+from tests.plugin import broken_targets as broken
+from tests.plugin.broken_targets import NOT_SLOW, Checklist, outcomes, read_report, run_p1
+
+#: Every criterion of the reference target, in checklist order.
+ALL_IDS = [criterion.id for criterion in criteria_for(TARGET)]
+SLOW_ID = "P1-2.no-stale-reads"
+FAST_IDS = [name for name in ALL_IDS if name != SLOW_ID]
+TASK_HEADINGS = [
+    "P1-1 missing critical events",
+    "P1-2 policy store cache and invalidation",
+    "P1-3 federation v2 deprecation",
+    "Deployment checklist",
+]
+REPORT = "--p1-report=p1.json"
+
+
+# -- collection -----------------------------------------------------------------------
+
+
+def test_in_an_empty_folder_it_collects_only_the_criteria(pytester: pytest.Pytester) -> None:
+    result = run_p1(pytester, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"quantum-p1::{name}" for name in ALL_IDS], consecutive=True)
+    result.stdout.fnmatch_lines([f"{len(ALL_IDS)} tests collected in *"])
+
+
+def test_without_paths_the_users_test_files_are_not_collected(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="def test_mine(): pass")
+    result = run_p1(pytester, "--collect-only", "-q")
+    result.stdout.fnmatch_lines([f"{len(ALL_IDS)} tests collected in *"])
+    result.stdout.no_fnmatch_line("*test_mine*")
+
+
+def test_given_paths_the_criteria_run_beside_the_users_tests(pytester: pytest.Pytester) -> None:
+    test_file = pytester.makepyfile(
+        test_mine="""
+        def test_mine(p1_target):
+            assert p1_target.name == "reference_impl"
+        """
+    )
+    result = run_p1(pytester, str(test_file), *NOT_SLOW)
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=len(FAST_IDS) + 1, deselected=1)
+    result.stdout.fnmatch_lines(["quantum-p1 * [[] *%]", "test_mine.py .*"])
+    assert list(Checklist.parse(result.outlines).lines) == FAST_IDS
+
+
+#: The ids users select with -k and read in the JSON and the JUnit property names.
+STABLE_IDS = [
+    "P1-1.catalogue",
+    "P1-1.hfos-mode",
+    "P1-1.safety-level",
+    "P1-1.shadow-test",
+    "P1-1.node-status",
+    "P1-1.logged",
+    "P1-2.cached-read",
+    "P1-2.cold-vs-warm",
+    "P1-2.hit-rate",
+    "P1-2.ttl",
+    "P1-2.invalidation",
+    "P1-2.no-stale-reads",
+    "P1-3.files-removed",
+    "P1-3.no-direct-imports",
+    "P1-3.deprecation-warning",
+    "P1-3.bridge-only-at-runtime",
+    "P1-3.bridge-relays",
+    "P1-3.docs",
+    "deploy.health",
+]
+
+
+def test_criteria_have_stable_ids_selectable_with_k(pytester: pytest.Pytester) -> None:
+    assert ALL_IDS == STABLE_IDS  # renaming one breaks users' -k and report readers
+    p1_3 = [name for name in ALL_IDS if name.startswith("P1-3.")]
+    result = run_p1(pytester, "--collect-only", "-q", "-k", "P1-3")
+    result.stdout.fnmatch_lines([f"quantum-p1::{name}" for name in p1_3], consecutive=True)
+    result.stdout.fnmatch_lines([f"{len(p1_3)}/{len(ALL_IDS)} tests collected *"])
+
+    result = run_p1(pytester, "-k", "hfos-mode or docs")
+    result.assert_outcomes(passed=2, deselected=len(ALL_IDS) - 2)
+    assert list(Checklist.parse(result.outlines).lines) == ["P1-1.hfos-mode", "P1-3.docs"]
+
+
+# -- the reference target ---------------------------------------------------------------
+
+
+def test_the_reference_target_passes_with_a_checklist_grouped_by_task(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_p1(pytester, *NOT_SLOW)
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=len(FAST_IDS), deselected=1)
+    checklist = Checklist.parse(result.outlines)
+    assert list(checklist.tasks) == TASK_HEADINGS
+    assert [name for names in checklist.tasks.values() for name in names] == FAST_IDS
+    assert {line.mark for line in checklist.lines.values()} == {"PASS"}
+    assert not any(line.message for line in checklist.lines.values())
+    assert checklist.counts == f"{len(FAST_IDS)} passed"
+    # One line per criterion, with its key figure.
+    assert checklist.lines["P1-1.catalogue"].detail == "4/4 events in the catalogue"
+    assert checklist.lines["P1-2.cached-read"].detail.startswith("cached read p50 ")
+    assert checklist.lines["P1-2.hit-rate"].detail.startswith("hit rate ")
+    assert checklist.lines["deploy.health"].detail == "health status 'ok'"
+
+
+# -- every criterion can fail -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Break:
+    """A target broken for ``criterion``, and what its failure message must say."""
+
+    criterion: str
+    builder: broken.Builder
+    #: What was found: phrases of the message, under the checklist line and in the JSON.
+    found: tuple[str, ...]
+    #: How to fix it: a phrase of the same message (``None``: the message gives no advice,
+    #: see ``test_a_failure_message_says_how_to_fix_it``).
+    fix: str | None
+    #: Extra options that keep the run short (see the builder's docstring).
+    options: tuple[str, ...] = ()
+    #: Criteria that cannot pass either, when a break cannot be confined to one.
+    collateral: frozenset[str] = field(default_factory=frozenset)
+
+
+BREAKS = [
+    Break(
+        "P1-1.catalogue",
+        broken.catalogue_without_an_event,
+        ("1 required event(s) missing from the bus catalogue:", f"'{broken.HIDDEN_EVENT}'"),
+        "Add them to the bus's event map",
+        # Impossible to confine: an event the catalogue does not list cannot be
+        # recorded, so its own check and the logging check cannot pass either.
+        collateral=frozenset({"P1-1.shadow-test", "P1-1.logged"}),
+    ),
+    Break(
+        "P1-1.hfos-mode",
+        broken.mode_change_without_a_field,
+        (
+            "'ai.hfos.mode_changed' was published, but not as required:",
+            "field 'timestamp' is missing",
+        ),
+        "Required fields: old_mode, new_mode, timestamp.",
+    ),
+    Break(
+        "P1-1.safety-level",
+        broken.level_change_with_a_wrong_value,
+        (
+            "the real action behind 'safety.governor.level_changed' did not publish it as expected.",
+            "new_level: expected 3, got 1",
+        ),
+        None,
+    ),
+    Break(
+        "P1-1.shadow-test",
+        broken.shadow_test_with_a_naive_timestamp,
+        ("timestamp '2025-12-03T09:30:00' has no UTC offset (naive datetime",),
+        "use datetime.now(timezone.utc)",
+    ),
+    Break(
+        "P1-1.node-status",
+        broken.node_status_published_twice,
+        ("one action published it 2 times (once expected)",),
+        None,
+    ),
+    Break(
+        "P1-1.logged",
+        broken.bus_that_logs_nothing,
+        (
+            "some required events are not logged for monitoring:",
+            "ai.hfos.mode_changed: published 1 time(s), logged 0 time(s) on logger 'reference_impl.events'",
+        ),
+        "Log one record per publish on 'reference_impl.events'",
+    ),
+    Break(
+        "P1-2.cached-read",
+        broken.store_with_a_stalling_hit_path,
+        (f"over the {_config.format_duration(25_000)} budget", "- p99: "),
+        "Keep the hit path free of I/O, locks and copies",
+        options=(f"--p1-latency-budget={broken.STALL_BUDGET}",),
+    ),
+    Break(
+        "P1-2.cold-vs-warm",
+        broken.store_whose_hits_round_trip,
+        ("the cache does not pay off: a cached read is only ", "(at least 10x expected)"),
+        "Serve hits from memory without touching Redis",
+    ),
+    Break(
+        "P1-2.hit-rate",
+        broken.store_with_a_tiny_cache,
+        ("is not above 90% after 1 simulated minutes", "Workload: 20 policies"),
+        "Check that hits are served from memory",
+        # One simulated minute instead of five: the misses this store makes are
+        # what the test pays for, and one minute is plenty to see the rate.
+        options=("--p1-workload=minutes=1",),
+    ),
+    Break(
+        "P1-2.ttl",
+        broken.store_with_a_longer_ttl,
+        ("an entry outlived its TTL: 10 s after it was cached", "still served {'v': 1}"),
+        "Store each entry's expiry from the injected clock",
+    ),
+    Break(
+        "P1-2.invalidation",
+        broken.store_that_ignores_invalidations,
+        ("not every instance converged", "did not converge: 3 of 4 instance(s)"),
+        "Subscribe every instance to the invalidation channel",
+    ),
+    Break(
+        SLOW_ID,
+        broken.store_keeping_its_cache_across_a_lost_link,
+        ("the property-based search found a stale read:", "cached across a link loss"),
+        None,
+    ),
+    Break(
+        "P1-3.files-removed",
+        broken.legacy_file_left_behind,
+        ("1 legacy v2 file(s) still exist:", "federation/v2_protocol.py"),
+        "Delete them",
+    ),
+    Break(
+        "P1-3.no-direct-imports",
+        broken.module_importing_v2_dynamically,
+        (
+            "1 direct v2 import outside the bridge:",
+            "reports_pkg.nodes → reference_impl.federation.federated_engine_v2 "
+            "(importlib.import_module)",
+        ),
+        "Fix: import v2 modules only from the bridge",
+    ),
+    Break(
+        "P1-3.deprecation-warning",
+        broken.engine_warning_at_itself,
+        ("the DeprecationWarning of EngineWarningAtItself points at ",),
+        "Pass stacklevel=2 to warnings.warn",
+    ),
+    Break(
+        "P1-3.deprecation-warning",
+        broken.engine_without_a_warning,
+        ("constructing EngineWithoutAWarning emitted no DeprecationWarning.",),
+        "In __init__: warnings.warn(",
+    ),
+    Break(
+        "P1-3.bridge-only-at-runtime",
+        broken.engine_built_outside_the_bridge,
+        (
+            "FederatedEngineV2 was constructed outside the bridge 1 time(s):",
+            "broken_targets.py:",
+        ),
+        "Fix: construct it only in the bridge",
+    ),
+    Break(
+        "P1-3.bridge-relays",
+        broken.bridge_that_relays_nothing,
+        ("the bridge did not relay the v3 event to every v2 node: 0 of 0",),
+        "Subscribe the bridge to the v3 federation events",
+    ),
+    Break(
+        "P1-3.docs",
+        broken.doc_without_the_notice,
+        (
+            "the architecture docs do not all carry the federation notice:",
+            "FEDERATION_RUNBOOK.md: does not mention 'Current: Federation v3'",
+        ),
+        "Add the seed's notice",
+    ),
+    Break(
+        "deploy.health",
+        broken.health_reporting_degraded,
+        ("the health check reports 'degraded', not 'ok':", "'link_up': False"),
+        None,
+    ),
+]
+
+
+def test_every_criterion_has_a_broken_target() -> None:
+    assert {b.criterion for b in BREAKS} == set(ALL_IDS)
+
+
+@pytest.mark.parametrize("case", BREAKS, ids=lambda case: case.builder.__name__)
+def test_a_target_broken_in_one_way_fails_exactly_that_criterion(
+    pytester: pytest.Pytester, case: Break
+) -> None:
+    """The broken criterion fails with its message under its line; every other one passes.
+
+    Where a break cannot be confined to one criterion (an event missing from
+    the catalogue cannot be recorded, so its own check and the logging check
+    cannot pass), the others are named in ``collateral`` and the set of
+    criteria not passing is still asserted exactly.
+    """
+    deselect = () if case.criterion == SLOW_ID else NOT_SLOW
+    result = run_p1(pytester, REPORT, *deselect, *case.options, target=case.builder)
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = read_report(pytester.path / "p1.json")
+    found = outcomes(report)
+    assert list(found) == (ALL_IDS if case.criterion == SLOW_ID else FAST_IDS)
+    assert found[case.criterion] == "failed"
+    assert {name for name, outcome in found.items() if outcome != "passed"} == {
+        case.criterion,
+        *case.collateral,
+    }
+
+    line = Checklist.parse(result.outlines).lines[case.criterion]
+    assert line.mark == "FAIL"
+    shown = "\n".join(line.message)
+    (message,) = (c["message"] for c in report["criteria"] if c["id"] == case.criterion)
+    for phrase in (*case.found, *([case.fix] if case.fix else [])):
+        assert phrase in shown
+        assert phrase in message
+
+
+# -- usage errors -------------------------------------------------------------------------
+
+
+def test_a_target_that_cannot_be_imported_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = run_p1(pytester, "--p1-target=no_such_backend.harness:TARGET")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: quantum-p1: cannot load the target 'no_such_backend.harness:TARGET' "
+            "(from --p1-target): cannot import target module 'no_such_backend.harness': *",
+            "Name a module attribute holding a pytest_quantum_p1.P1Target *",
+        ]
+    )
+
+
+def test_a_target_that_is_not_a_p1target_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(not_a_target="TARGET = {'name': 'reference_impl'}")
+    pytester.syspathinsert()
+    result = run_p1(pytester, "--p1-target=not_a_target:TARGET")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: *not_a_target:TARGET is a dict, not a pytest_quantum_p1.P1Target*"]
+    )
+
+
+@pytest.mark.parametrize("workload", ["minutes=0", "bogus=1", "policies=many", "minutes"])
+def test_a_bad_workload_is_a_usage_error(pytester: pytest.Pytester, workload: str) -> None:
+    result = run_p1(pytester, f"--p1-workload={workload}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = _msgs.USAGE_BAD_VALUE.format(
+        source=_config.OPT_WORKLOAD, expected=_msgs.EXPECT_WORKLOAD, value=workload
+    )
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+# -- known defects --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["raise RuntimeError('boom')", "def TARGET():\n    raise RuntimeError('boom')"],
+    ids=["module-raises", "factory-raises"],
+)
+def test_a_target_raising_while_loading_is_a_usage_error(
+    pytester: pytest.Pytester, source: str
+) -> None:
+    pytester.makepyfile(raising_target=source)
+    pytester.syspathinsert()
+    result = run_p1(pytester, "--p1-target=raising_target:TARGET")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: quantum-p1: cannot load the target *boom*"])
+
+
+def test_an_event_missing_from_the_catalogue_fails_its_other_checks_with_a_message(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_p1(pytester, REPORT, "-k", "P1-1", target=broken.catalogue_without_an_event)
+    report = read_report(pytester.path / "p1.json")
+    for criterion in report["criteria"]:
+        if criterion["id"] in ("P1-1.shadow-test", "P1-1.logged"):
+            assert criterion["outcome"] == "failed"
+            assert "not in the bus catalogue" in criterion["message"]
+            assert "P1-1.catalogue" in criterion["message"]
+    assert "[ERROR]" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("builder", "criterion", "headline"),
+    [
+        (
+            broken.mode_change_without_a_field,
+            "P1-1.hfos-mode",
+            "'ai.hfos.mode_changed' was published, but not as required:",
+        ),
+        (
+            broken.level_change_with_a_wrong_value,
+            "P1-1.safety-level",
+            "the real action behind 'safety.governor.level_changed' did not publish it as expected.",
+        ),
+    ],
+    ids=["hidden-traceback-note", "chained-exception"],
+)
+def test_a_failure_message_is_the_criterions_own_text(
+    pytester: pytest.Pytester, builder: broken.Builder, criterion: str, headline: str
+) -> None:
+    run_p1(pytester, REPORT, "-k", criterion, target=builder)
+    (failed,) = read_report(pytester.path / "p1.json")["criteria"]
+    assert failed["message"].startswith(headline)
+    assert "traceback" not in failed["message"]
+    assert "During handling of the above exception" not in failed["message"]
+    assert failed["message"].endswith(
+        "See README.md#the-acceptance-run for what each criterion proves."
+    )
+
+
+@pytest.mark.parametrize(
+    ("builder", "criterion", "claim"),
+    [
+        (broken.legacy_file_left_behind, "P1-3.files-removed", "5 legacy v2 files absent"),
+        (broken.doc_without_the_notice, "P1-3.docs", "4 docs carry the deprecation notice"),
+        (
+            broken.engine_built_outside_the_bridge,
+            "P1-3.bridge-only-at-runtime",
+            "all through the bridge",
+        ),
+        (
+            broken.engine_warning_at_itself,
+            "P1-3.deprecation-warning",
+            "warns DeprecationWarning at the caller's line",
+        ),
+        (broken.mode_change_without_a_field, "P1-1.hfos-mode", "published once, fields"),
+        (broken.store_with_a_longer_ttl, "P1-2.ttl", "entries expire after the 10 s TTL"),
+    ],
+    ids=[
+        "files-removed",
+        "docs",
+        "bridge-only-at-runtime",
+        "deprecation-warning",
+        "hfos-mode",
+        "ttl",
+    ],
+)
+def test_a_failed_line_does_not_claim_success(
+    pytester: pytest.Pytester, builder: broken.Builder, criterion: str, claim: str
+) -> None:
+    result = run_p1(pytester, "-k", criterion, target=builder)
+    line = Checklist.parse(result.outlines).lines[criterion]
+    assert line.mark == "FAIL"
+    assert claim not in line.detail
+
+
+@pytest.mark.parametrize(
+    ("builder", "criterion", "advice"),
+    [
+        (
+            broken.level_change_with_a_wrong_value,
+            "P1-1.safety-level",
+            "Publish the values of the change that happened",
+        ),
+        (
+            broken.node_status_published_twice,
+            "P1-1.node-status",
+            "Publish the event once per action",
+        ),
+        (broken.health_reporting_degraded, "deploy.health", "Fix what the report names as down"),
+    ],
+    ids=["safety-level", "node-status", "health"],
+)
+def test_a_failure_message_says_how_to_fix_it(
+    pytester: pytest.Pytester, builder: broken.Builder, criterion: str, advice: str
+) -> None:
+    run_p1(pytester, REPORT, "-k", criterion, target=builder)
+    (failed,) = read_report(pytester.path / "p1.json")["criteria"]
+    assert advice in failed["message"]

@@ -1,0 +1,239 @@
+"""What an acceptance run leaves behind: JSON report, HTML page, JUnit properties, under xdist too.
+
+The runs here use the reference target with one doc lacking the notice
+(``broken_targets.doc_without_the_notice``), so every report holds a failure
+with its message beside the passing criteria. ``P1-2.no-stale-reads`` is
+deselected: these tests are about the reports, not that criterion.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_quantum_p1._acceptance import criteria_for
+from pytest_quantum_p1._report import OUTCOMES
+from reference_impl.p1_target import TARGET
+from tests.plugin import broken_targets as broken
+from tests.plugin.broken_targets import NOT_SLOW, Checklist, outcomes, read_report, run_p1
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FAST_IDS = [c.id for c in criteria_for(TARGET) if c.id != "P1-2.no-stale-reads"]
+FAILING = "P1-3.docs"
+#: Figure names are lower_snake_case and end in their unit where they have one.
+FIGURE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: The only URL allowed in the page: the SVG namespace, which nothing fetches.
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+
+
+@pytest.fixture
+def reported(pytester: pytest.Pytester) -> pytest.RunResult:
+    """A run against the target with a doc lacking the notice, reporting to out/run/p1.json."""
+    return run_p1(
+        pytester,
+        "--p1-report=out/run/p1.json",
+        "--junitxml=junit.xml",
+        *NOT_SLOW,
+        target=broken.doc_without_the_notice,
+    )
+
+
+def _criteria_by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {criterion["id"]: criterion for criterion in report["criteria"]}
+
+
+# -- JSON -------------------------------------------------------------------------------
+
+
+def test_the_json_report_lists_every_criterion_in_checklist_order(
+    pytester: pytest.Pytester, reported: pytest.RunResult
+) -> None:
+    report = read_report(pytester.path / "out" / "run" / "p1.json")
+    assert set(report) == {"criteria", "meta"}
+    assert outcomes(report) == {
+        name: "failed" if name == FAILING else "passed" for name in FAST_IDS
+    }
+    for criterion in report["criteria"]:
+        assert {"id", "task", "title", "outcome", "figures", "message"} <= set(criterion)
+        assert criterion["outcome"] in OUTCOMES
+        assert criterion["id"].startswith(criterion["task"] + ".")
+        assert criterion["title"]
+        for name, value in criterion["figures"].items():
+            assert FIGURE_NAME.fullmatch(name), name
+            assert isinstance(value, int | float), (name, value)
+            assert not isinstance(value, bool), (name, value)
+        assert bool(criterion["message"]) is (criterion["outcome"] != "passed")
+
+
+def test_the_json_report_carries_the_key_figures_with_their_units(
+    pytester: pytest.Pytester, reported: pytest.RunResult
+) -> None:
+    by_id = _criteria_by_id(read_report(pytester.path / "out" / "run" / "p1.json"))
+    assert {"p50_ns", "p99_ns", "p999_ns"} <= set(by_id["P1-2.cached-read"]["figures"])
+    assert {"speedup", "cold_p50_ns", "warm_p50_ns"} <= set(by_id["P1-2.cold-vs-warm"]["figures"])
+    hit_rate = by_id["P1-2.hit-rate"]["figures"]
+    assert 0.9 < hit_rate["hit_rate"] <= 1
+    assert hit_rate["simulated_s"] == 300
+    assert {"propagation_p50_ms", "propagation_p99_ms"} <= set(
+        by_id["P1-2.invalidation"]["figures"]
+    )
+    assert by_id[FAILING]["figures"] == {"docs": 4, "problems": 2}
+    assert "FEDERATION_RUNBOOK.md: does not mention" in by_id[FAILING]["message"]
+
+
+def test_the_json_report_describes_the_run(
+    pytester: pytest.Pytester, reported: pytest.RunResult
+) -> None:
+    meta = read_report(pytester.path / "out" / "run" / "p1.json")["meta"]
+    assert meta["target"] == "broken_target:TARGET"
+    assert meta["redis"] == "fake"
+    assert meta["latency_budget_ns"] == 1_000_000
+    assert meta["instances"] == 4
+    assert {"python", "pytest", "pytest-quantum-p1", "redis", "fakeredis"} <= set(meta["versions"])
+    assert 0 < meta["duration_s"] < 60
+    reported.stdout.fnmatch_lines(
+        [f"report: {pytester.path}/out/run/p1.json and {pytester.path}/out/run/p1.html"]
+    )
+
+
+def test_the_report_redacts_the_password_of_a_redis_url(pytester: pytest.Pytester) -> None:
+    # The P1-3 criteria never connect, so an unreachable server is fine.
+    url = "redis://ops:hunter2@redis.invalid:6390/3"
+    result = run_p1(pytester, f"--p1-redis={url}", "--p1-report=p1.json", "-k", "P1-3")
+    assert result.ret == pytest.ExitCode.OK
+    assert read_report(pytester.path / "p1.json")["meta"]["redis"] == (
+        "redis://ops:***@redis.invalid:6390/3"
+    )
+    for text in (
+        (pytester.path / "p1.json").read_text(),
+        (pytester.path / "p1.html").read_text(),
+        result.stdout.str(),
+    ):
+        assert "hunter2" not in text
+
+
+def test_skipped_and_erroring_criteria_are_reported_with_their_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_p1(
+        pytester,
+        "--p1-report=p1.json",
+        "-k",
+        "bridge-relays",
+        target=broken.target_without_optional_checks,
+    )
+    assert result.ret == pytest.ExitCode.OK
+    (relays,) = read_report(pytester.path / "p1.json")["criteria"]
+    assert relays["outcome"] == "skipped"
+    assert relays["message"] == "the target declares no relay_probe"
+    assert Checklist.parse(result.outlines).lines["P1-3.bridge-relays"].mark == "SKIP"
+
+    result = run_p1(
+        pytester, "--p1-report=p1.json", "-k", "deploy", target=broken.health_that_raises
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    (health,) = read_report(pytester.path / "p1.json")["criteria"]
+    assert health["outcome"] == "error"
+    assert health["message"] == "RuntimeError: health endpoint crashed"
+    line = Checklist.parse(result.outlines).lines["deploy.health"]
+    assert (line.mark, line.message) == ("ERROR", ["RuntimeError: health endpoint crashed"])
+
+
+# -- HTML -------------------------------------------------------------------------------
+
+
+def test_the_html_page_is_self_contained_with_three_charts(
+    pytester: pytest.Pytester, reported: pytest.RunResult
+) -> None:
+    page = (pytester.path / "out" / "run" / "p1.html").read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    for needle in ("<script", "<link", " src=", " href=", "@import", "url("):
+        assert needle not in page, needle
+    assert re.findall(r"https?://[^\s\"'<>]*", page) == [SVG_NAMESPACE] * page.count("<svg")
+    assert page.count("<svg") == page.count("<figure>") == 3
+    assert "(no data)" not in page
+    for name in FAST_IDS:
+        assert f"<code>{name}</code>" in page
+    assert 'class="badge failed">FAIL<' in page
+    assert "FEDERATION_RUNBOOK.md: does not mention &#x27;Current: Federation v3&#x27;" in page
+
+
+# -- JUnit XML --------------------------------------------------------------------------
+
+
+def test_the_figures_are_junit_properties(
+    pytester: pytest.Pytester, reported: pytest.RunResult
+) -> None:
+    report = read_report(pytester.path / "out" / "run" / "p1.json")
+    expected = {
+        criterion["id"]: {
+            f"p1.{criterion['id']}.{name}": str(value)
+            for name, value in criterion["figures"].items()
+        }
+        for criterion in report["criteria"]
+    }
+    cases = ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
+    found = {
+        case.attrib["name"]: {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
+        for case in cases
+    }
+    assert found == expected
+
+
+# -- pytest-xdist -------------------------------------------------------------------------
+
+
+def _run_on_two_workers(pytester: pytest.Pytester) -> pytest.RunResult:
+    if importlib.util.find_spec("xdist") is None:
+        pytest.skip("pytest-xdist is not installed")
+    # Workers start from the sys.path xdist froze when it was first imported,
+    # possibly before this test existed: the ini names what they must import.
+    pytester.makeini(f"[pytest]\npythonpath = . {REPO_ROOT}\n")
+    return run_p1(
+        pytester,
+        "-p",
+        "xdist",
+        "-n",
+        "2",
+        # If autoloaded, pytest-benchmark warns that xdist disables it: not ours to judge.
+        "-p",
+        "no:benchmark",
+        "--p1-report=p1.json",
+        *NOT_SLOW,
+        target=broken.doc_without_the_notice,
+    )
+
+
+def test_on_two_workers_the_checklist_and_report_are_whole(pytester: pytest.Pytester) -> None:
+    result = _run_on_two_workers(pytester)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["created: 2/2 workers"])
+    checklist = Checklist.parse(result.outlines)
+    assert sorted(checklist.lines) == sorted(FAST_IDS)
+    assert {name for name, line in checklist.lines.items() if line.mark != "PASS"} == {FAILING}
+    assert "the architecture docs do not all carry the federation notice:" in (
+        checklist.lines[FAILING].message
+    )
+    assert checklist.counts == f"{len(FAST_IDS) - 1} passed, 1 failed"
+    report = read_report(pytester.path / "p1.json")
+    assert sorted(outcomes(report).items()) == sorted(
+        (name, "failed" if name == FAILING else "passed") for name in FAST_IDS
+    )
+    assert _criteria_by_id(report)["P1-2.cached-read"]["figures"]["p99_ns"] > 0
+
+
+def test_on_two_workers_the_checklist_keeps_its_order(pytester: pytest.Pytester) -> None:
+    result = _run_on_two_workers(pytester)
+    assert list(Checklist.parse(result.outlines).lines) == FAST_IDS
+    assert list(outcomes(read_report(pytester.path / "p1.json"))) == FAST_IDS
+
+
+def test_a_usage_error_writes_no_report(pytester: pytest.Pytester) -> None:
+    result = run_p1(pytester, "--p1-target=no_such_backend:TARGET", "--p1-report=p1.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not (pytester.path / "p1.json").exists()

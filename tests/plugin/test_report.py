@@ -1,0 +1,235 @@
+"""The reports of the acceptance run, as plain functions: checklist, JSON dict, HTML page, files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_quantum_p1._report import (
+    TASK_TITLES,
+    CriterionRecord,
+    html_path_for,
+    render_html,
+    report_dict,
+    terminal_lines,
+    write_reports,
+)
+
+META: dict[str, Any] = {"target": "pkg.mod:TARGET", "redis": "fake", "duration_s": 1.5}
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+
+
+def record(
+    id: str,
+    outcome: str = "passed",
+    *,
+    summary: str = "",
+    message: str = "",
+    figures: dict[str, float] | None = None,
+    series: dict[str, list[float]] | None = None,
+) -> CriterionRecord:
+    """A record of task ``id``'s prefix, titled after ``id``."""
+    return CriterionRecord(
+        id=id,
+        task=id.split(".")[0],
+        title=f"title of {id}",
+        outcome=outcome,
+        summary=summary,
+        message=message,
+        figures=figures or {},
+        series=series or {},
+    )
+
+
+#: Every outcome, across three tasks, with a multi-line failure and an error.
+MIXED = [
+    record("P1-1.catalogue", summary="4/4 events in the catalogue"),
+    record("P1-2.ttl", "failed", summary="entries outlive the TTL", message="found this\nfix that"),
+    record("P1-1.logged", "skipped", message="nothing to log"),
+    record("P1-2.invalidation", "error", message="RuntimeError: boom"),
+    record("deploy.health", summary="health status 'ok'", message="ignored when passed"),
+]
+
+#: The data behind the three charts, as the criteria record it.
+CHARTED = [
+    record("P1-2.cached-read", series={"warm_ns": [400.0, 450.0, 520.0, 2_000.0]}),
+    record("P1-2.cold-vs-warm", series={"cold_ns": [60_000.0, 65_000.0, 90_000.0]}),
+    record("P1-2.hit-rate", series={"t_s": [10.0, 20.0, 30.0], "hit_rate": [0.9, 0.95, 0.97]}),
+    record("P1-2.invalidation", series={"propagation_p99_ms": [0.5, 0.7, 0.6, 0.9]}),
+]
+
+
+# -- terminal_lines -----------------------------------------------------------------------
+
+
+def test_the_checklist_groups_criteria_under_their_task_in_first_seen_order() -> None:
+    lines = terminal_lines(MIXED)
+    headings = [line for line in lines if not line.startswith(" ")][:-1]
+    assert headings == [TASK_TITLES["P1-1"], TASK_TITLES["P1-2"], TASK_TITLES["deploy"]]
+    p1_1 = lines.index(TASK_TITLES["P1-1"])
+    assert lines[p1_1 + 1].split()[2] == "P1-1.catalogue"
+    assert lines[p1_1 + 2].split()[2] == "P1-1.logged"
+
+
+def test_a_task_without_a_title_is_headed_by_its_name() -> None:
+    assert terminal_lines([record("custom.check")])[0] == "custom"
+
+
+def test_each_criterion_is_one_aligned_line_with_its_mark_and_key_figure() -> None:
+    lines = terminal_lines(MIXED)
+    width = len("P1-2.invalidation")
+    assert f"  [PASS ] {'P1-1.catalogue':<{width}}  4/4 events in the catalogue" in lines
+    assert f"  [FAIL ] {'P1-2.ttl':<{width}}  entries outlive the TTL" in lines
+    assert f"  [ERROR] {'P1-2.invalidation':<{width}}  title of P1-2.invalidation" in lines
+    assert f"  [SKIP ] {'P1-1.logged':<{width}}  title of P1-1.logged" in lines
+
+
+def test_failures_and_errors_carry_their_message_indented_under_their_line() -> None:
+    lines = terminal_lines(MIXED)
+    failed = next(i for i, line in enumerate(lines) if "P1-2.ttl" in line)
+    assert lines[failed + 1 : failed + 3] == ["          found this", "          fix that"]
+    errored = next(i for i, line in enumerate(lines) if "P1-2.invalidation" in line)
+    assert lines[errored + 1] == "          RuntimeError: boom"
+    assert not any("nothing to log" in line or "ignored when passed" in line for line in lines)
+
+
+def test_the_checklist_ends_with_the_counts_per_outcome() -> None:
+    assert terminal_lines(MIXED)[-1] == "2 passed, 1 failed, 1 error, 1 skipped"
+    assert terminal_lines([record("P1-3.docs")])[-1] == "1 passed"
+    assert terminal_lines([]) == ["no criteria ran"]
+
+
+# -- report_dict ----------------------------------------------------------------------------
+
+
+def test_the_report_dict_holds_the_criteria_without_chart_data_and_the_meta() -> None:
+    timed = record(
+        "P1-2.cached-read",
+        "failed",
+        summary="p99 2 ms",
+        message="too slow",
+        figures={"p99_ns": 2_000_000.0, "reads": 20_000},
+        series={"warm_ns": [1.0, 2.0]},
+    )
+    timed.duration_s = 0.123_456_789
+    report = report_dict([timed], META)
+    assert report == {
+        "criteria": [
+            {
+                "id": "P1-2.cached-read",
+                "task": "P1-2",
+                "title": "title of P1-2.cached-read",
+                "outcome": "failed",
+                "figures": {"p99_ns": 2_000_000.0, "reads": 20_000},
+                "summary": "p99 2 ms",
+                "message": "too slow",
+                "duration_s": 0.123457,
+            }
+        ],
+        "meta": META,
+    }
+    assert report["meta"] is not META
+    json.dumps(report)
+
+
+# -- render_html --------------------------------------------------------------------------
+
+
+def test_the_page_is_self_contained() -> None:
+    page = render_html([*MIXED, *CHARTED], META)
+    assert page.startswith("<!doctype html>")
+    assert "<style>" in page
+    for needle in ("<script", "<link", " src=", " href=", "@import", "url("):
+        assert needle not in page, needle
+    assert re.findall(r"https?://[^\s\"'<>]*", page) == [SVG_NAMESPACE] * page.count("<svg")
+
+
+def test_the_page_lists_every_criterion_with_its_outcome_message_and_the_meta() -> None:
+    page = render_html(MIXED, META)
+    for r in MIXED:
+        assert f"<code>{r.id}</code>" in page
+    assert '<td class="badge failed">FAIL</td>' in page
+    assert '<td class="badge error">ERROR</td>' in page
+    assert "<pre>found this\nfix that</pre>" in page
+    assert "<li><b>target</b>: pkg.mod:TARGET</li>" in page
+    assert "<li><b>duration_s</b>: 1.5</li>" in page
+    assert "2 passed, 1 failed, 1 error, 1 skipped" in page
+
+
+def test_the_page_escapes_what_the_target_wrote() -> None:
+    hostile = record("P1-3.docs", "failed", message="<script>alert(1)</script> & more")
+    page = render_html([hostile], {"target": "<b>x</b>"})
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_the_page_draws_the_three_charts_when_the_data_is_there() -> None:
+    page = render_html(CHARTED, META)
+    assert ">Charts</h2>" in page
+    assert page.count("<figure>") == page.count("<svg") == 3
+    assert "Cached vs cold read latency" in page
+    assert "cached read" in page
+    assert "cold read (storage)" in page
+    assert "Hit rate over the simulated minutes" in page
+    assert "0.90 required" in page
+    assert "Invalidation propagation per instance" in page
+    assert [f"instance {i}" in page for i in range(4)] == [True] * 4
+    assert "(no data)" not in page
+
+
+def test_the_page_draws_only_the_charts_it_has_data_for() -> None:
+    page = render_html(CHARTED[2:3], META)
+    assert page.count("<svg") == 1
+    assert "Hit rate over the simulated minutes" in page
+    assert "(no data)" not in page
+
+
+def test_without_chart_data_the_page_has_no_charts_and_no_placeholders() -> None:
+    page = render_html([record(r.id) for r in CHARTED], META)
+    assert "<svg" not in page
+    assert "Charts" not in page
+    assert "(no data)" not in page
+
+
+# -- write_reports ------------------------------------------------------------------------
+
+
+def test_the_reports_are_written_side_by_side(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "nested" / "p1.json"
+    written = write_reports(path, MIXED, META)
+    assert written == (path, tmp_path / "out" / "nested" / "p1.html")
+    assert json.loads(path.read_text(encoding="utf-8")) == report_dict(MIXED, META)
+    assert written[1].read_text(encoding="utf-8") == render_html(MIXED, META)
+
+
+@pytest.mark.parametrize(
+    ("name", "page"),
+    [
+        ("p1.json", "p1.html"),
+        ("report", "report.html"),
+        ("acceptance.v1.json", "acceptance.v1.html"),
+    ],
+)
+def test_the_page_is_named_after_the_json_report(name: str, page: str) -> None:
+    assert html_path_for(Path("out") / name) == Path("out") / page
+
+
+def test_a_report_path_ending_in_html_keeps_both_reports(tmp_path: Path) -> None:
+    json_path, page = write_reports(tmp_path / "p1.html", MIXED, META)
+    assert json_path != page
+    assert json.loads(json_path.read_text(encoding="utf-8")) == report_dict(MIXED, META)
+
+
+def test_the_json_report_is_strict_json_even_for_non_finite_figures(tmp_path: Path) -> None:
+    odd = record("P1-2.cold-vs-warm", figures={"speedup": float("inf"), "x": float("nan")})
+    path, _ = write_reports(tmp_path / "p1.json", [odd], META)
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
