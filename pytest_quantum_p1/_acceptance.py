@@ -806,15 +806,22 @@ def check_bridge_relays(p1_target: P1Target, _p1_criterion: CriterionRecord) -> 
     payload = {"round_id": _probe_name("relay"), "metrics": {"loss": 0.25}}
     with _quiet_v2_warnings():
         received = _run(probe(p1_target.bus(), payload))
-    delivered = sum(1 for message in received if dict(message) == payload)
-    _p1_criterion.figures = {"nodes_reached": delivered}
-    _p1_criterion.summary = f"relayed to {delivered} v2 node(s)"
-    if not received or delivered != len(received):
+    problems = [
+        f"{node}: received {len(got)} message(s): {[dict(m) for m in got]!r}"
+        for node, got in received.items()
+        if [dict(m) for m in got] != [payload]
+    ]
+    reached = len(received) - len(problems)
+    _p1_criterion.figures = {"nodes": len(received), "nodes_reached": reached}
+    _p1_criterion.summary = f"relayed to {reached}/{len(received)} v2 node(s), once each"
+    if not received:
+        problems.append("the probe registered no v2 node, so nothing could be relayed")
+    if problems:
         _fail(
-            f"the bridge did not relay the v3 event to every v2 node: {delivered} of "
-            f"{len(received)} node message(s) carried the payload.",
+            f"the bridge did not relay the v3 event exactly once to every v2 node "
+            f"({reached} of {len(received)} got it):",
             f"  sent: {payload!r}",
-            *_bullets([repr(dict(m)) for m in received]),
+            *_bullets(problems),
             "Subscribe the bridge to the v3 federation events and call broadcast_to_v2_nodes.",
             READ_MORE,
         )

@@ -121,10 +121,12 @@ class V2Rules:
     doc_notice: tuple[str, ...]
     #: The v2 engine class watched at run time, as ``"module:Class"``.
     engine_class: str
-    #: Relays ``payload`` as a v3 federation event on the bus through the bridge
-    #: and returns what each v2 node received, or ``None`` if not applicable.
+    #: Publishes ``payload`` as a v3 federation event on the bus, with the bridge
+    #: running and v2 nodes registered, and returns what each node received
+    #: (node id -> payloads, in order); ``None`` if the target has no bridge.
     relay_probe: (
-        Callable[[Bus, Mapping[str, Any]], Awaitable[Sequence[Mapping[str, Any]]]] | None
+        Callable[[Bus, Mapping[str, Any]], Awaitable[Mapping[str, Sequence[Mapping[str, Any]]]]]
+        | None
     ) = None
 
 

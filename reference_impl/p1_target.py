@@ -69,21 +69,23 @@ async def _change_node_status(bus: Bus) -> Mapping[str, Any]:
     return {"node_id": "v2-node-1", "old_status": "unknown", "new_status": "online"}
 
 
-async def _relay_probe(bus: Bus, payload: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
-    received: list[Mapping[str, Any]] = []
-
-    async def node(message: Mapping[str, Any]) -> None:
-        received.append(message)
-
+async def _relay_probe(
+    bus: Bus, payload: Mapping[str, Any]
+) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+    received: dict[str, list[Mapping[str, Any]]] = {"probe-node-1": [], "probe-node-2": []}
     bridge = FederationV2EventBridge(_event_bus(bus))
-    bridge.engine.register_node("probe-node-1", node)
-    bridge.engine.register_node("probe-node-2", node)
+    for node_id, inbox in received.items():
+
+        async def node(message: Mapping[str, Any], inbox: list[Mapping[str, Any]] = inbox) -> None:
+            inbox.append(message["payload"])
+
+        bridge.engine.register_node(node_id, node)
     bridge.start()
     try:
         await bus.publish("federation.round.completed", payload)
     finally:
         bridge.stop()
-    return [message["payload"] for message in received]
+    return received
 
 
 def _store_factory(redis: Redis, clock: Clock) -> PolicyStore:

@@ -55,6 +55,7 @@ __all__ = [
     "Builder",
     "Checklist",
     "ChecklistLine",
+    "bridge_that_reaches_one_node_of_two",
     "bridge_that_relays_nothing",
     "bus_that_logs_nothing",
     "catalogue_without_an_event",
@@ -446,23 +447,50 @@ def engine_built_outside_the_bridge(root: Path) -> P1Target:
 
 async def _relay_through_a_stopped_bridge(
     bus: Bus, payload: Mapping[str, Any]
-) -> Sequence[Mapping[str, Any]]:
-    received: list[Mapping[str, Any]] = []
-
-    async def node(message: Mapping[str, Any]) -> None:
-        received.append(message)
-
+) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+    received: dict[str, list[Mapping[str, Any]]] = {"probe-node-1": [], "probe-node-2": []}
     bridge = FederationV2EventBridge(bus)  # type: ignore[arg-type]  # the reference bus
-    bridge.engine.register_node("probe-node-1", node)
-    bridge.engine.register_node("probe-node-2", node)
+    for node_id, inbox in received.items():
+
+        async def node(message: Mapping[str, Any], inbox: list[Mapping[str, Any]] = inbox) -> None:
+            inbox.append(message["payload"])
+
+        bridge.engine.register_node(node_id, node)
     # bridge.start() is missing: the bridge hears nothing, the nodes get nothing.
     await bus.publish("federation.round.completed", payload)
-    return [message["payload"] for message in received]
+    return received
+
+
+async def _relay_to_one_node_of_two(
+    bus: Bus, payload: Mapping[str, Any]
+) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+    received: dict[str, list[Mapping[str, Any]]] = {"probe-node-1": [], "probe-node-2": []}
+    bridge = FederationV2EventBridge(bus)  # type: ignore[arg-type]  # the reference bus
+
+    async def reliable(message: Mapping[str, Any]) -> None:
+        received["probe-node-1"].append(message["payload"])
+
+    async def lossy(message: Mapping[str, Any]) -> None:
+        return None  # the transport swallows the message: node 2 never sees it
+
+    bridge.engine.register_node("probe-node-1", reliable)
+    bridge.engine.register_node("probe-node-2", lossy)
+    bridge.start()
+    try:
+        await bus.publish("federation.round.completed", payload)
+    finally:
+        bridge.stop()
+    return received
 
 
 def bridge_that_relays_nothing(root: Path) -> P1Target:
     """P1-3.bridge-relays: the relay probe's bridge is never started."""
     return _with_v2(relay_probe=_relay_through_a_stopped_bridge)
+
+
+def bridge_that_reaches_one_node_of_two(root: Path) -> P1Target:
+    """P1-3.bridge-relays: one of two v2 nodes never receives the relayed event."""
+    return _with_v2(relay_probe=_relay_to_one_node_of_two)
 
 
 def doc_without_the_notice(root: Path) -> P1Target:

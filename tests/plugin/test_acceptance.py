@@ -272,7 +272,19 @@ BREAKS = [
     Break(
         "P1-3.bridge-relays",
         broken.bridge_that_relays_nothing,
-        ("the bridge did not relay the v3 event to every v2 node: 0 of 0",),
+        (
+            "the bridge did not relay the v3 event exactly once to every v2 node (0 of 2 got it):",
+            "probe-node-1: received 0 message(s)",
+        ),
+        "Subscribe the bridge to the v3 federation events",
+    ),
+    Break(
+        "P1-3.bridge-relays",
+        broken.bridge_that_reaches_one_node_of_two,
+        (
+            "the bridge did not relay the v3 event exactly once to every v2 node (1 of 2 got it):",
+            "probe-node-2: received 0 message(s)",
+        ),
         "Subscribe the bridge to the v3 federation events",
     ),
     Break(

@@ -448,12 +448,13 @@ def test_relay_probe_returns_what_each_v2_node_received(bus: EventBus) -> None:
     probe = TARGET.v2.relay_probe
     assert probe is not None
 
-    async def relay() -> Sequence[Mapping[str, Any]]:
+    async def relay() -> Mapping[str, Sequence[Mapping[str, Any]]]:
         return await probe(bus, {"round_id": "r9", "metrics": {"acc": 0.9}})
 
     with pytest.warns(DeprecationWarning, match=DEPRECATED):
         received = asyncio.run(relay())
-    assert received == [{"round_id": "r9", "metrics": {"acc": 0.9}}] * 2
+    payload = {"round_id": "r9", "metrics": {"acc": 0.9}}
+    assert received == {"probe-node-1": [payload], "probe-node-2": [payload]}
     assert bus.subscribers("federation.round.completed") == 0
 
 
