@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_quantum_p1._clock import VirtualClock
-    from pytest_quantum_p1._cluster import PolicyCluster
+    from pytest_quantum_p1._cluster import (
+        ClusterStats,
+        ClusterTimeout,
+        MemberProcessError,
+        PolicyCluster,
+    )
     from pytest_quantum_p1._config import P1Settings, parse_duration
     from pytest_quantum_p1._events import ANY, EventRecorder, RecordedEvent, UnknownEventName
     from pytest_quantum_p1._latency import (
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
         V2Rules,
         load_target,
     )
-    from pytest_quantum_p1._v2 import V2Guard, V2ScanResult
+    from pytest_quantum_p1._v2 import V2Construction, V2Guard, V2ScanResult, V2Violation
     from pytest_quantum_p1.plugin import PolicyClusterFactory, RedisFactory
 
 __all__ = [
@@ -43,10 +48,13 @@ __all__ = [
     "DEFAULT_TARGET",
     "Bus",
     "Clock",
+    "ClusterStats",
+    "ClusterTimeout",
     "EventHandler",
     "EventRecorder",
     "LatencyRecorder",
     "LatencyStats",
+    "MemberProcessError",
     "P1Settings",
     "P1Target",
     "PolicyCluster",
@@ -58,9 +66,11 @@ __all__ = [
     "StoreFactory",
     "TargetError",
     "UnknownEventName",
+    "V2Construction",
     "V2Guard",
     "V2Rules",
     "V2ScanResult",
+    "V2Violation",
     "VirtualClock",
     "load_target",
     "measure_latency",
@@ -98,8 +108,13 @@ _LAZY: dict[str, str] = {
     "parse_duration": "_config",
     "VirtualClock": "_clock",
     "PolicyCluster": "_cluster",
+    "ClusterStats": "_cluster",
+    "ClusterTimeout": "_cluster",
+    "MemberProcessError": "_cluster",
+    "V2Construction": "_v2",
     "V2Guard": "_v2",
     "V2ScanResult": "_v2",
+    "V2Violation": "_v2",
     "PolicyClusterFactory": "plugin",
     "RedisFactory": "plugin",
 }

@@ -42,9 +42,11 @@ class RedisFactory(Protocol):
 
 
 class PolicyClusterFactory(Protocol):
-    """The ``policy_cluster`` fixture: ``policy_cluster(instances=None, *, timeout=10.0)``."""
+    """The ``policy_cluster`` fixture: ``policy_cluster(instances=None, *, timeout=10.0, processes=False)``."""
 
-    def __call__(self, instances: int | None = None, *, timeout: float = 10.0) -> PolicyCluster: ...
+    def __call__(
+        self, instances: int | None = None, *, timeout: float = 10.0, processes: bool = False
+    ) -> PolicyCluster: ...
 
 
 #: The ``publishes`` expectations of a test and the recorder that checks them.
@@ -368,24 +370,31 @@ def policy_cluster(
 ) -> Iterator[PolicyClusterFactory]:
     """Builds N policy-store instances of the target sharing one Redis; closed after the test.
 
-    ``policy_cluster(instances=None, *, timeout=10.0)`` (default ``--p1-instances``)
-    returns a ``PolicyCluster`` over the target's ``store_factory``, the selected
-    Redis and ``virtual_clock``: ``update(i, name, policy)``, ``read(i, name)``,
-    ``read_all(name)``, ``settle()``, ``assert_converged(name, value)``,
-    ``stats()``; each waiting method also as ``await ..._async()``.
+    ``policy_cluster(instances=None, *, timeout=10.0, processes=False)`` (default
+    ``--p1-instances``) returns a ``PolicyCluster`` over the target's
+    ``store_factory``, the selected Redis and ``virtual_clock``: ``update(i, name,
+    policy)``, ``read(i, name)``, ``read_all(name)``, ``settle()``,
+    ``assert_converged(name, value)``, ``stats()``; each waiting method also as
+    ``await ..._async()``. ``processes=True`` runs each instance in an OS process
+    of its own, importing the target by its name (``--p1-target``); it needs a
+    real Redis (``--p1-redis=server`` or a URL).
     """
     from pytest_quantum_p1._cluster import PolicyCluster
 
     opened: list[PolicyCluster] = []
 
-    def make(instances: int | None = None, *, timeout: float = 10.0) -> PolicyCluster:
+    def make(
+        instances: int | None = None, *, timeout: float = 10.0, processes: bool = False
+    ) -> PolicyCluster:
         cluster = PolicyCluster.open(
-            p1_target.store_factory,
+            # Child processes import the target by name; objects stay here.
+            p1_settings.target if processes else p1_target.store_factory,
             _p1_redis_clients.untracked,
             instances=p1_settings.instances if instances is None else instances,
             clock=virtual_clock,
             channel=p1_target.invalidation_channel,
             timeout=timeout,
+            processes=processes,
         )
         opened.append(cluster)
         return cluster
