@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -29,13 +30,13 @@ class RedisBackend:
     inside the running event loop, and close what it returns.
     """
 
-    def __init__(self, name: str, factory: Callable[[], Redis]) -> None:
+    def __init__(self, name: str, factory: Callable[..., Redis]) -> None:
         self.name = name
         self._factory = factory
 
-    def client(self) -> Redis:
-        """A new client on this backend."""
-        return self._factory()
+    def client(self, **options: Any) -> Redis:
+        """A new client on this backend; ``options`` go to the client's constructor."""
+        return self._factory(**options)
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.name}>"
@@ -64,9 +65,13 @@ def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
     """Each test that uses it runs once on fakeredis and once on a real server."""
     if request.param == "fake":
         fake_server = fakeredis.FakeServer()
-        return RedisBackend("fake", lambda: fakeredis.FakeAsyncRedis(server=fake_server))
+        return RedisBackend(
+            "fake", lambda **options: fakeredis.FakeAsyncRedis(server=fake_server, **options)
+        )
     server: RedisServer = request.getfixturevalue("redis_server")
     # The server is private to this session, so emptying it is safe.
     with redis.Redis.from_url(server.url) as sync_client:
         sync_client.flushall()
-    return RedisBackend("server", lambda: redis.asyncio.Redis.from_url(server.url))
+    return RedisBackend(
+        "server", lambda **options: redis.asyncio.Redis.from_url(server.url, **options)
+    )

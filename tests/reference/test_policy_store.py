@@ -25,6 +25,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.asyncio
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
 from redis.asyncio.retry import Retry
@@ -94,8 +96,8 @@ class Kit:
         self.backend = backend
         self._stack = stack
 
-    def client(self) -> Redis:
-        client = self.backend.client()
+    def client(self, **options: Any) -> Redis:
+        client = self.backend.client(**options)
         self._stack.push_async_callback(client.aclose)
         return client
 
@@ -379,6 +381,52 @@ def test_a_read_racing_an_invalidation_never_caches_the_old_value(
             assert (store.stats.hits, store.stats.misses) == (0, 2)
             assert await store.get_policy("risk") == expected
             assert store.stats.hits == 1  # the second read did fill
+
+    run(scenario, redis_backend)
+
+
+@pytest.mark.parametrize("first_done", ["later", "earlier"])
+def test_overlapping_misses_leave_the_newest_value_cached(
+    redis_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch, first_done: str
+) -> None:
+    """Two misses of one name overlap, a write between their GETs: the newer value stays.
+
+    The write is never announced (as when its invalidation is lost), so only the
+    order in which the misses began can keep the cache from going backwards,
+    whichever of them completes first.
+    """
+
+    async def scenario(kit: Kit) -> None:
+        writer = kit.client()
+        await writer.set(KEY, json.dumps(OLD))
+        client = kit.client()
+        fetched = [asyncio.Event(), asyncio.Event()]
+        release = [asyncio.Event(), asyncio.Event()]
+        calls = itertools.count()
+        real_get = client.get
+
+        async def get(name: str) -> Any:
+            n = next(calls)
+            value = await real_get(name)
+            if n < 2:  # hold the two racing reads once their values are in hand
+                fetched[n].set()
+                await release[n].wait()
+            return value
+
+        monkeypatch.setattr(client, "get", get)
+        store = await kit.store(client)
+        earlier = asyncio.create_task(store.get_policy("risk"))
+        await asyncio.wait_for(fetched[0].wait(), 5)
+        await writer.set(KEY, json.dumps(NEW))
+        later = asyncio.create_task(store.get_policy("risk"))
+        await asyncio.wait_for(fetched[1].wait(), 5)
+        order = [(1, later), (0, earlier)] if first_done == "later" else [(0, earlier), (1, later)]
+        for n, read in order:
+            release[n].set()
+            await read
+        assert (earlier.result(), later.result()) == (OLD, NEW)
+        assert await store.get_policy("risk") == NEW
+        assert (store.stats.hits, store.stats.misses) == (1, 2)
 
     run(scenario, redis_backend)
 
@@ -726,14 +774,14 @@ def test_close_stops_a_listener_whose_client_swallows_cancellation(
                 except asyncio.CancelledError:
                     if swallowed.is_set():
                         raise
-                    swallowed.set()
-                    return None
+                    swallowed.set()  # and read on, as if nothing had happened
+                    message = await real_get_message(**kwargs)
                 return message
 
             monkeypatch.setattr(pubsub, "get_message", get_message)
 
         on_each_pubsub(monkeypatch, client, patch)
-        store = await kit.store(client)
+        store = await kit.store(client, keepalive=60)
         await asyncio.wait_for(store.close(), 5)
         assert swallowed.is_set()
         assert asyncio.all_tasks() == {asyncio.current_task()}
@@ -924,6 +972,17 @@ def test_bad_names_are_rejected_everywhere(name: Any, message: str) -> None:
     asyncio.run(scenario())
 
 
+@given(
+    st.text(alphabet="aZ09_.:-/\\ \n\u00e9", max_size=140)
+    | st.text(alphabet="ab.", min_size=125, max_size=135)
+)
+def test_the_fast_name_check_agrees_with_the_explained_rules(name: str) -> None:
+    # The miss path and the listener use one regex; errors explain with the rules.
+    assert (policy_store_v2._VALID_NAME.fullmatch(name) is not None) == (
+        policy_store_v2._name_problem(name) is None
+    )
+
+
 def test_names_at_the_limits_are_accepted(redis_backend: RedisBackend) -> None:
     names = ["a" * 128, "0", "risk.v2:eu-west_1", "A-1"]
 
@@ -987,6 +1046,7 @@ STORED = [
     pytest.param(b"null", "stored as null", id="null"),
     pytest.param(b"\xff\xfe{}", "is not valid JSON", id="not-utf8"),
     pytest.param(b"", "is not valid JSON", id="empty"),
+    pytest.param(b'{"a": 1} {"b": 2}', "is not valid JSON: Extra data", id="trailing"),
 ]
 
 
@@ -1001,6 +1061,30 @@ def test_stored_bytes_that_are_not_a_json_object(
             await store.get_policy("risk")
         with pytest.raises(PolicyDecodeError):  # and nothing was cached
             await store.get_policy("risk")
+
+    run(scenario, redis_backend)
+
+
+def test_json_with_surrounding_whitespace_is_read(redis_backend: RedisBackend) -> None:
+    async def scenario(kit: Kit) -> None:
+        await kit.client().set(KEY, b' \n {"a": [1, 2]}\t ')
+        store = await kit.store()
+        assert await store.get_policy("risk") == {"a": [1, 2]}
+
+    run(scenario, redis_backend)
+
+
+def test_a_client_decoding_responses_works_end_to_end(redis_backend: RedisBackend) -> None:
+    async def scenario(kit: Kit) -> None:
+        store = await kit.store(kit.client(decode_responses=True))
+        writer = await kit.store(kit.client(decode_responses=True), start=False)
+        await writer.update_policy("risk", OLD)
+        assert await store.get_policy("risk") == OLD
+        await writer.update_policy("risk", NEW)
+        await wait_until(invalidated(store, 2), "both invalidations")
+        assert await store.get_policy("risk") == NEW
+        await kit.client().publish(CHANNEL, "x" * 2000)
+        await wait_until(lambda: store.stats.rejected_messages == 1, "the rejection")
 
     run(scenario, redis_backend)
 
