@@ -43,6 +43,10 @@ class InvalidPayloadError(P1Error, TypeError):
     """An event payload that is not a JSON-serialisable mapping."""
 
 
+class InvalidPolicyError(InvalidPayloadError):
+    """A policy that is not a JSON-serialisable mapping with str keys."""
+
+
 class InvalidPolicyNameError(P1Error, ValueError):
     """A policy name that is empty, over-long or path-like."""
 

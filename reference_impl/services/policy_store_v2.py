@@ -48,7 +48,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reference_impl.errors import (
-    InvalidPayloadError,
+    InvalidPolicyError,
     InvalidPolicyNameError,
     PolicyDecodeError,
     PolicyNotFoundError,
@@ -126,36 +126,34 @@ def _check_name(name: object) -> str:
 
 
 def _plain_json(value: object, where: str, depth: int) -> object:
-    """``value`` as plain dicts and lists, or :class:`InvalidPayloadError` naming the culprit.
+    """``value`` as plain dicts and lists, or :class:`InvalidPolicyError` naming the culprit.
 
     ``json.dumps`` alone would accept too much (non-str keys silently become
     strings, NaN becomes invalid JSON) and too little (any non-dict mapping).
     """
     if depth > _MAX_DEPTH:
-        raise InvalidPayloadError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
+        raise InvalidPolicyError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidPayloadError(f"{where} is {value!r}, which JSON cannot represent")
+            raise InvalidPolicyError(f"{where} is {value!r}, which JSON cannot represent")
         return value
     if isinstance(value, Mapping):
         plain: dict[str, object] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidPayloadError(f"{where} has the key {key!r}, which is not a str")
+                raise InvalidPolicyError(f"{where} has the key {key!r}, which is not a str")
             plain[key] = _plain_json(item, f"{where}.{key}", depth + 1)
         return plain
     if isinstance(value, list | tuple):
         return [_plain_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    raise InvalidPayloadError(
-        f"{where} is a {type(value).__name__}, which is not JSON-serialisable"
-    )
+    raise InvalidPolicyError(f"{where} is a {type(value).__name__}, which is not JSON-serialisable")
 
 
 def _encode(name: str, policy: object) -> str:
     if not isinstance(policy, Mapping):
-        raise InvalidPayloadError(f"policy {name!r} must be a mapping, got {type(policy).__name__}")
+        raise InvalidPolicyError(f"policy {name!r} must be a mapping, got {type(policy).__name__}")
     return json.dumps(_plain_json(policy, f"policy {name!r}", 0), separators=(",", ":"))
 
 
@@ -370,7 +368,7 @@ class PolicyStoreV2:
 
         The write and the invalidation are one MULTI/EXEC round trip, so no
         store can miss the invalidation of a write that happened. Raises
-        :class:`InvalidPolicyNameError`, :class:`InvalidPayloadError` (not a
+        :class:`InvalidPolicyNameError`, :class:`InvalidPolicyError` (not a
         JSON-serialisable mapping with str keys) or :class:`StoreUnavailableError`;
         the local copy is dropped even when Redis fails.
         """
