@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -44,7 +43,7 @@ import pytest
 import redis.asyncio
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_quantum_p1._redis import RedisServer, RedisServerUnavailable, spawn_redis_server
+from pytest_quantum_p1._redis import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.services.policy_store_v2 import PolicyStoreV2
 
@@ -185,13 +184,7 @@ def figures(request: pytest.FixtureRequest) -> Figures:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
-    try:
-        spawned = spawn_redis_server()
-    except RedisServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a real Redis: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    with spawned:
+    with require_redis_server() as spawned:
         yield spawned
 
 

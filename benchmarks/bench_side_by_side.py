@@ -71,7 +71,7 @@ import redis.asyncio
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._cluster import PolicyCluster, percentile
 from pytest_quantum_p1._process import resolve_store_factory, target_of
-from pytest_quantum_p1._redis import RedisServer, RedisServerUnavailable, spawn_redis_server
+from pytest_quantum_p1._redis import RedisServer, require_redis_server
 from pytest_quantum_p1._target import DEFAULT_TARGET, PolicyStore, StoreFactory
 from reference_impl.core.event_bus import EventBus
 
@@ -313,13 +313,7 @@ def figures(request: pytest.FixtureRequest) -> Figures:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
-    try:
-        spawned = spawn_redis_server()
-    except RedisServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a real Redis: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    with spawned:
+    with require_redis_server() as spawned:
         yield spawned
 
 

@@ -8,6 +8,7 @@ this module is imported with the plugin.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -205,6 +206,24 @@ def spawn_redis_server(binary: str | None = None, *, startup_timeout: float = 10
 # provided it holds no "?" or "#" (then the "@" belongs to the query or fragment).
 _USERINFO: Final = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):[^?#]*@")
 _QUERY_PASSWORD: Final = re.compile(r"(?P<key>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def require_redis_server(binary: str | None = None, *, why: str = "{error}") -> RedisServer:
+    """A private server for a test, fixture or benchmark; the one rule for when there is none.
+
+    A missing server is an environment problem locally (the test skips) but a
+    broken CI (under ``CI=true`` it fails). ``why`` words the problem; it
+    gets ``{error}``.
+    """
+    import pytest
+
+    try:
+        return spawn_redis_server(binary)
+    except RedisServerUnavailable as exc:
+        problem = why.format(error=exc)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs a real Redis: {problem}", pytrace=False)
+    pytest.skip(problem)
 
 
 def redact_url(url: str) -> str:

@@ -7,7 +7,6 @@ the fixtures that need them, when a test first asks for one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -275,20 +274,12 @@ class _RedisClients:
 
 @pytest.fixture(scope="session")
 def _p1_redis_server(p1_settings: _config.P1Settings) -> Iterator[RedisServer]:
-    from pytest_quantum_p1._redis import RedisServerUnavailable, spawn_redis_server
+    from pytest_quantum_p1._redis import require_redis_server
 
-    try:
-        server = spawn_redis_server(p1_settings.redis_binary)
-    except RedisServerUnavailable as exc:
-        problem = _msgs.REDIS_SERVER_UNAVAILABLE.format(error=exc)
-    else:
-        with server:
-            yield server
-        return
-    # A missing server is an environment problem locally, but a broken CI.
-    if os.environ.get("CI") == "true":
-        pytest.fail(problem, pytrace=False)
-    pytest.skip(problem)
+    with require_redis_server(
+        p1_settings.redis_binary, why=_msgs.REDIS_SERVER_UNAVAILABLE
+    ) as server:
+        yield server
 
 
 @pytest.fixture

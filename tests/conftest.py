@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ import redis
 import redis.asyncio
 from redis.asyncio import Redis
 
-from pytest_quantum_p1._redis import RedisServer, RedisServerUnavailable, spawn_redis_server
+from pytest_quantum_p1._redis import RedisServer, require_redis_server
 
 pytest_plugins = ["pytester"]
 
@@ -45,13 +44,7 @@ class RedisBackend:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A private redis-server on a free loopback port, for the whole session."""
-    try:
-        server = spawn_redis_server()
-    except RedisServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a real Redis: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    with server:
+    with require_redis_server() as server:
         yield server
 
 

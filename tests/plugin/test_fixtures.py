@@ -15,7 +15,7 @@ import redis
 
 from pytest_quantum_p1 import _msgs
 from pytest_quantum_p1._cluster import NOT_CONVERGED
-from pytest_quantum_p1._redis import RedisServer, RedisServerUnavailable, spawn_redis_server
+from pytest_quantum_p1._redis import RedisServer, require_redis_server
 from pytest_quantum_p1._v2 import RUNTIME_HEADLINE, SCAN_HEADLINE
 
 # A whole small backend: a bus, a policy store (STALE=1 in the environment
@@ -126,11 +126,7 @@ def tiny(pytester: pytest.Pytester) -> pytest.Pytester:
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, standing for "someone else's server"."""
-    try:
-        server = spawn_redis_server()
-    except RedisServerUnavailable as exc:
-        pytest.skip(str(exc))
-    with server:
+    with require_redis_server() as server:
         yield server
 
 

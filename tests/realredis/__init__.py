@@ -10,13 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-import pytest
-
-from pytest_quantum_p1._redis import RedisServer, RedisServerUnavailable, spawn_redis_server
+from pytest_quantum_p1._redis import RedisServer, require_redis_server
 from pytest_quantum_p1._target import Clock
 
 #: The reference backend's target, as child processes import it.
@@ -37,13 +34,7 @@ def private_redis_server() -> Iterator[RedisServer]:
     Skips when none can start, but fails under ``CI=true``, like the session's
     ``redis_server`` fixture.
     """
-    try:
-        server = spawn_redis_server()
-    except RedisServerUnavailable as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a real Redis: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    with server:
+    with require_redis_server() as server:
         yield server
 
 
