@@ -671,7 +671,11 @@ def check_no_stale_reads(
     from pytest_quantum_p1._stateful import check_no_stale_reads as hunt
 
     result = hunt(
-        p1_target.store_factory, p1_target.policy_ttl, p1_redis_factory, time_budget_s=3.0
+        p1_target.store_factory,
+        p1_target.policy_ttl,
+        p1_redis_factory,
+        time_budget_s=3.0,
+        channel=p1_target.invalidation_channel,
     )
     _p1_criterion.figures = {"examples": result.examples, "max_stale_age_s": result.max_stale_age_s}
     _p1_criterion.summary = f"no stale read in {result.examples} generated scenarios"
