@@ -3,8 +3,9 @@
 This is the seed's task P1-2 done right. Each process keeps the policies it
 reads in a dict with a TTL on an injected monotonic clock; ``update_policy``
 writes the new JSON and publishes the policy name on an invalidation channel
-in one MULTI/EXEC round trip, and every store's listener drops its copy when
-the name arrives. Compared with the seed's sketch:
+in one atomic round trip (a server-side script; MULTI/EXEC where the server
+has no scripting), and every store's listener drops its copy when the name
+arrives. Compared with the seed's sketch:
 
 - a read racing an invalidation never caches the old value: each miss notes the
   name's generation and the store's epoch before fetching, and fills the cache
@@ -30,6 +31,7 @@ cached.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -44,7 +46,7 @@ from typing import Any, Final, Self
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reference_impl.errors import (
@@ -77,6 +79,13 @@ MAX_MESSAGE_BYTES: Final = 1024
 #: The message that flushes every store's whole cache.
 FLUSH_ALL: Final = "*"
 
+# The write and its invalidation as one server-side script: atomic like
+# MULTI/EXEC, but a single command, which redis-py sends and parses about as
+# cheaply as a bare PUBLISH (its transaction pipeline costs ~80 us more a call).
+_UPDATE_SCRIPT: Final = (
+    "redis.call('SET', KEYS[1], ARGV[1])\nreturn redis.call('PUBLISH', ARGV[2], ARGV[3])"
+)
+_UPDATE_SHA: Final = hashlib.sha1(_UPDATE_SCRIPT.encode()).hexdigest()
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 # Every rule of _name_problem in one C call, for the miss path and the listener.
 _VALID_NAME: Final = re.compile(rf"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_NAME_LENGTH - 1}}}")
@@ -258,6 +267,8 @@ class PolicyStoreV2:
         self._key_prefix = key_prefix
         self._keepalive = float(keepalive)
         self._owns_redis = False
+        # Cleared for good when the server has no scripting (fakeredis without lupa).
+        self._scripting = True
         # name -> (expiry on self._clock, policy)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         # Only names with a miss in flight are tracked, so this stays small
@@ -366,7 +377,8 @@ class PolicyStoreV2:
     async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
         """Store ``policy`` under ``name`` and invalidate it on every store.
 
-        The write and the invalidation are one MULTI/EXEC round trip, so no
+        The write and the invalidation are one atomic round trip (a server-side
+        script, MULTI/EXEC without scripting), so no
         store can miss the invalidation of a write that happened. Raises
         :class:`InvalidPolicyNameError`, :class:`InvalidPolicyError` (not a
         JSON-serialisable mapping with str keys) or :class:`StoreUnavailableError`;
@@ -431,6 +443,20 @@ class PolicyStoreV2:
         await self.close()
 
     async def _write(self, name: str, data: str) -> None:
+        if self._scripting:
+            args = (1, self._key_prefix + name, data, self._channel, name)
+            try:
+                await self._redis.evalsha(_UPDATE_SHA, *args)
+                return
+            except NoScriptError:
+                # A new or restarted server has an empty script cache: EVAL runs
+                # the script and caches it for the next EVALSHA.
+                await self._redis.eval(_UPDATE_SCRIPT, *args)
+                return
+            except ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                self._scripting = False  # no scripting here (fakeredis without lupa)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key_prefix + name, data)
             pipe.publish(self._channel, name)
