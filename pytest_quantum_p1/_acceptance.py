@@ -316,6 +316,16 @@ async def _single_store(
     return store, observed
 
 
+async def _settled_update(store: Any, observed: Any, name: str, policy: Mapping[str, Any]) -> None:
+    """Update, then wait until the store has processed its own invalidation.
+
+    It comes back over pub/sub after ``update_policy`` returns; a warm read
+    racing it would rightly miss and be counted as a read that left the cache.
+    """
+    await store.update_policy(name, policy)
+    await observed.wait_processed_async(name, timeout=5.0)
+
+
 def check_cached_read(
     p1_target: P1Target,
     p1_redis_factory: Callable[[], Any],
@@ -333,7 +343,7 @@ def check_cached_read(
     async def scenario() -> tuple[Any, int]:
         store, observed = await _single_store(p1_target, p1_redis_factory, virtual_clock)
         try:
-            await store.update_policy(name, {"probe": name, "limits": {"max": 10}})
+            await _settled_update(store, observed, name, {"probe": name, "limits": {"max": 10}})
             await store.get_policy(name)
             before = observed.storage_reads
             # A short probe first: a hit path far over budget fails in
@@ -399,7 +409,7 @@ def check_cold_vs_warm(
     async def scenario() -> tuple[Any, Any, int]:
         store, observed = await _single_store(p1_target, p1_redis_factory, virtual_clock)
         try:
-            await store.update_policy(name, {"probe": name})
+            await _settled_update(store, observed, name, {"probe": name})
             await store.get_policy(name)
             warm = await measure_latency_async(
                 lambda: store.get_policy(name), warmup=500, calls=5_000, batch=50
