@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,15 +68,22 @@ CATALOGUE: Mapping[str, EventSpec] = _catalogue(
     EventSpec("federation.round.completed", "Federation v3: a training round completed."),
 )
 
-# Exact types that need no further look when checking a payload value.
-_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+# Exact types that need no further look when checking a payload value. Not
+# float: NaN and infinities are not JSON, so a float takes the full check.
+_SCALARS: frozenset[type] = frozenset({str, int, bool, type(None)})
 _MAX_DEPTH = 64
 
 
 def _check_value(value: object, path: str, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise InvalidPayloadError(f"payload nested deeper than {_MAX_DEPTH} at {path}")
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidPayloadError(
+                f"payload value at {path} is {value!r}, which JSON cannot represent"
+            )
+        return
+    if isinstance(value, (str, int, bool)) or value is None:
         return
     if isinstance(value, Mapping):
         for key, item in value.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -127,6 +128,8 @@ class Opaque:
         ({"obj": Opaque()}, r"model.promoted:obj is a Opaque"),
         ({"a": {"b": {3: 1}}}, r"payload key 3 at model.promoted:a.b is not a str"),
         ({"a": [1, {"b": frozenset()}]}, r"model.promoted:a\[1\].b is a frozenset"),
+        ({"score": math.nan}, "model.promoted:score is nan, which JSON cannot represent"),
+        ({"a": [0.5, -math.inf]}, r"model.promoted:a\[1\] is -inf, which JSON cannot"),
     ],
 )
 def test_a_malformed_payload_is_rejected_before_any_subscriber_runs(
