@@ -28,6 +28,12 @@ import subprocess
 import sys
 from typing import Final
 
+import redis.asyncio
+
+from pytest_quantum_p1._clock import VirtualClock
+from pytest_quantum_p1._redis import spawn_redis_server
+from reference_impl.p1_target import TARGET
+
 SMALL: Final = 200
 LARGE: Final = 1200
 NAME: Final = "orchestrator"
@@ -35,11 +41,6 @@ POLICY: Final = {"mode": "normal", "max_leverage": 3, "symbols": ["BTC", "ETH"]}
 
 
 async def _calls(side: str, calls: int, url: str) -> None:
-    import redis.asyncio
-
-    from pytest_quantum_p1._clock import VirtualClock
-    from reference_impl.p1_target import TARGET
-
     client = redis.asyncio.Redis.from_url(url)
     store = TARGET.store_factory(redis.asyncio.Redis.from_url(url), VirtualClock())
     await store.initialize()
@@ -77,8 +78,6 @@ def _count(side: str, calls: int, url: str) -> int:
 
 
 def main() -> None:
-    from pytest_quantum_p1._redis import spawn_redis_server
-
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not on PATH (apt-get install valgrind)")
     per_call = {}
