@@ -255,6 +255,17 @@ def values(cluster: PolicyCluster, name: str) -> list[dict[str, Any]]:
     return [dict(v) for v in cluster.read_all(name)]
 
 
+def cache_everywhere(cluster: PolicyCluster, name: str, value: dict[str, Any]) -> None:
+    """Update through instance 0, then have every instance read and cache ``value``.
+
+    Settling first matters on a real server: an invalidation landing after a
+    read would empty the cache the test is about to rely on.
+    """
+    cluster.update(0, name, value)
+    cluster.settle()
+    assert values(cluster, name) == [value] * cluster.size
+
+
 # -- convergence ---------------------------------------------------------------------
 
 
@@ -262,8 +273,7 @@ def test_correct_store_converges_after_an_update(
     make_cluster: MakeCluster, correct_factory: StoreFactory
 ) -> None:
     cluster = make_cluster(correct_factory)
-    cluster.update(0, "risk", V1)
-    assert values(cluster, "risk") == [V1] * 4  # every instance has it cached now
+    cache_everywhere(cluster, "risk", V1)
     cluster.update(1, "risk", V2)
     cluster.assert_converged("risk", V2)
     assert values(cluster, "risk") == [V2] * 4
@@ -274,8 +284,7 @@ def test_store_that_does_not_invalidate_fails_naming_the_stale_instances(
     make_cluster: MakeCluster, broken: type[TinyStore]
 ) -> None:
     cluster = make_cluster(factory_of(broken))
-    cluster.update(0, "risk", V1)
-    values(cluster, "risk")
+    cache_everywhere(cluster, "risk", V1)
     cluster.update(0, "risk", V2)
     with pytest.raises(AssertionError) as failure:
         cluster.assert_converged("risk", V2)
@@ -315,8 +324,7 @@ def test_settle_returns_without_sleeping(
     make_cluster: MakeCluster, correct_factory: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster = make_cluster(correct_factory)
-    cluster.update(0, "risk", V1)
-    values(cluster, "risk")
+    cache_everywhere(cluster, "risk", V1)
     real_asyncio_sleep = asyncio.sleep
 
     async def no_waiting_sleep(delay: float, *args: Any) -> Any:
@@ -405,8 +413,7 @@ def test_a_dropped_invalidation_heals_only_by_ttl(
     make_cluster: MakeCluster, clock: VirtualClock, store: type[TinyStore], heals: bool
 ) -> None:
     cluster = make_cluster(factory_of(store))
-    cluster.update(0, "risk", V1)
-    values(cluster, "risk")
+    cache_everywhere(cluster, "risk", V1)
     pubsub = cluster.pubsub(1)
     pubsub.hold()
     cluster.update(0, "risk", V2)
@@ -427,9 +434,9 @@ def test_duplicate_and_garbage_invalidations_are_survived(
     make_cluster: MakeCluster, correct_factory: StoreFactory
 ) -> None:
     cluster = make_cluster(correct_factory)
-    cluster.update(0, "risk", V1)
-    values(cluster, "risk")
+    cache_everywhere(cluster, "risk", V1)
     pubsub = cluster.pubsub(3)
+    before = len(pubsub.log)
     pubsub.hold()
     cluster.update(0, "risk", V2)
     pubsub.wait_pending(1)
@@ -437,8 +444,8 @@ def test_duplicate_and_garbage_invalidations_are_survived(
     pubsub.inject(b"\xff\xfe\x00 not a policy name")
     pubsub.release()
     cluster.assert_converged("risk", V2)  # settle() proves the listener survived
-    # After the first update's message: the copy, the garbage, then the original.
-    assert [d.kind for d in pubsub.log][1:4] == ["duplicate", "injected", "message"]
+    # The copy, the garbage, then the original.
+    assert [d.kind for d in pubsub.log][before : before + 3] == ["duplicate", "injected", "message"]
 
 
 @pytest.mark.parametrize(
@@ -450,8 +457,7 @@ def test_lost_connection_resubscribes_and_flushes(
     make_cluster: MakeCluster, store: type[TinyStore], flushes: bool
 ) -> None:
     cluster = make_cluster(factory_of(store))
-    cluster.update(0, "risk", V1)
-    values(cluster, "risk")
+    cache_everywhere(cluster, "risk", V1)
     reads_before = cluster.storage_reads[1]
     cluster.pubsub(1).disconnect()
     observed = cluster.observed(1)
@@ -467,8 +473,7 @@ def test_lost_connection_resubscribes_and_flushes(
 
 def test_lost_connection_is_survived_by_the_reference_store(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(reference_factory(), instances=2)
-    cluster.update(0, "risk", V1)
-    values(cluster, "risk")
+    cache_everywhere(cluster, "risk", V1)
     reads_before = cluster.storage_reads[1]
     cluster.pubsub(1).disconnect()
     cluster.observed(1).wait_subscriptions(2)
@@ -554,6 +559,7 @@ def test_storage_reads_are_counted_by_the_harness(
 ) -> None:
     cluster = make_cluster(correct_factory, instances=2)
     cluster.update(0, "risk", V1)
+    cluster.settle()  # a late invalidation would evict what the first read cached
     for _ in range(10):
         cluster.read(1, "risk")
     assert cluster.storage_reads == (0, 1)  # one miss, nine hits

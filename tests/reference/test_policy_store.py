@@ -228,6 +228,8 @@ def test_counters_and_hit_rate(redis_backend: RedisBackend) -> None:
         assert store.stats.hit_rate == 0.0
         await store.update_policy("risk", OLD)
         await store.update_policy("limits", NEW)
+        # Heard before reading, or a late echo would turn a hit into a miss.
+        await wait_until(lambda: store.stats.invalidations == 2, "own updates heard")
         for _ in range(3):
             await store.get_policy("risk")
         await store.get_policy("limits")
@@ -238,8 +240,7 @@ def test_counters_and_hit_rate(redis_backend: RedisBackend) -> None:
         stats = store.stats
         assert (stats.hits, stats.misses) == (2, 3)
         assert stats.hit_rate == pytest.approx(0.4)
-        # Two local calls, plus this store's own two updates heard on the channel.
-        await wait_until(lambda: store.stats.invalidations == 4, "own updates heard")
+        assert stats.invalidations == 4  # its own two updates, then two local calls
 
     run(scenario, redis_backend)
 
