@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from reference_impl.core.plain_json import SCALARS, is_plain, json_problem
 from reference_impl.errors import InvalidPayloadError, UnknownEventError
 
 __all__ = [
@@ -68,55 +68,24 @@ CATALOGUE: Mapping[str, EventSpec] = _catalogue(
     EventSpec("federation.round.completed", "Federation v3: a training round completed."),
 )
 
-# Exact types that need no further look when checking a payload value. Not
-# float: NaN and infinities are not JSON, so a float takes the full check.
-_SCALARS: frozenset[type] = frozenset({str, int, bool, type(None)})
-_MAX_DEPTH = 64
-
-
-def _check_value(value: object, path: str, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise InvalidPayloadError(f"payload nested deeper than {_MAX_DEPTH} at {path}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidPayloadError(
-                f"payload value at {path} is {value!r}, which JSON cannot represent"
-            )
-        return
-    if isinstance(value, (str, int, bool)) or value is None:
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidPayloadError(f"payload key {key!r} at {path} is not a str")
-            _check_value(item, f"{path}.{key}", depth + 1)
-        return
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_value(item, f"{path}[{index}]", depth + 1)
-        return
-    raise InvalidPayloadError(
-        f"payload value at {path} is a {type(value).__name__}, which is not JSON-serialisable"
-    )
-
 
 def check_payload(name: str, payload: object) -> Mapping[str, Any]:
-    """Return ``payload`` if it is a JSON-serialisable mapping, else raise.
+    """Return ``payload`` (a dict copy of a non-dict mapping) if it is plain JSON, else raise.
 
-    The common case, a flat ``dict`` of scalars, is checked without recursion
-    because this runs on every publish.
+    :class:`InvalidPayloadError` names the culprit's path, e.g.
+    ``payload of 'model.promoted'.tags is a set, which is not JSON-serialisable``.
     """
+    if type(payload) is dict and is_plain(payload):
+        return payload
     if type(payload) is not dict:
         if not isinstance(payload, Mapping):
             raise InvalidPayloadError(
                 f"payload of {name!r} must be a mapping, got {type(payload).__name__}"
             )
         payload = dict(payload)
-    for key, value in payload.items():
-        if type(key) is not str:
-            raise InvalidPayloadError(f"payload key {key!r} of {name!r} is not a str")
-        if type(value) not in _SCALARS:
-            _check_value(value, f"{name}:{key}", 1)
+    problem = json_problem(payload, f"payload of {name!r}")
+    if problem is not None:
+        raise InvalidPayloadError(problem)
     return payload
 
 
@@ -184,7 +153,7 @@ class EventBus:
         # check_payload's flat-dict case, inlined: this runs on every publish.
         if type(payload) is dict:
             for key, value in payload.items():
-                if type(key) is not str or type(value) not in _SCALARS:
+                if type(key) is not str or type(value) not in SCALARS:
                     payload = check_payload(name, payload)
                     break
         else:

@@ -34,11 +34,10 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -49,6 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from reference_impl.core.plain_json import is_plain, json_problem
 from reference_impl.errors import (
     InvalidPolicyError,
     InvalidPolicyNameError,
@@ -91,10 +91,12 @@ _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _VALID_NAME: Final = re.compile(rf"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_NAME_LENGTH - 1}}}")
 _JSON: Final = json.JSONDecoder()
 # Built once: json.dumps with any option builds a new encoder per call. What it
-# encodes is acyclic (checked by _is_plain or rebuilt by _plain_json), so it
-# need not track the containers it is inside.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
-_MAX_DEPTH: Final = 64
+# encodes is plain JSON (is_plain or json_problem said so): depth-limited, hence
+# acyclic, so it need not track the containers it is inside, and the only thing
+# it cannot encode itself is a mapping that is not a dict.
+_ENCODER: Final = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, check_circular=False, default=dict
+)
 _SUBSCRIBE_TIMEOUT: Final = 5.0
 _BACKOFF_START: Final = 0.01
 _BACKOFF_CAP: Final = 0.5
@@ -138,69 +140,15 @@ def _check_name(name: object) -> str:
     return name  # type: ignore[return-value]  # _name_problem proved it a str
 
 
-def _plain_json(value: object, where: str, depth: int) -> object:
-    """``value`` as plain dicts and lists, or :class:`InvalidPolicyError` naming the culprit.
-
-    ``json.dumps`` alone would accept too much (non-str keys silently become
-    strings, NaN becomes invalid JSON) and too little (any non-dict mapping).
-    """
-    if depth > _MAX_DEPTH:
-        raise InvalidPolicyError(f"{where} is nested deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidPolicyError(f"{where} is {value!r}, which JSON cannot represent")
-        return value
-    if isinstance(value, Mapping):
-        plain: dict[str, object] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidPolicyError(f"{where} has the key {key!r}, which is not a str")
-            plain[key] = _plain_json(item, f"{where}.{key}", depth + 1)
-        return plain
-    if isinstance(value, list | tuple):
-        return [_plain_json(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    raise InvalidPolicyError(f"{where} is a {type(value).__name__}, which is not JSON-serialisable")
-
-
-def _is_plain(value: object, depth: int) -> bool:
-    """Whether ``value`` is already plain JSON that :func:`_plain_json` would copy unchanged.
-
-    A check without a copy, with scalars tested inline rather than by a call:
-    the update path is measured against a bare PUBLISH, so its microseconds count.
-    """
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if type(value) is float:
-        return math.isfinite(value)
-    if depth >= _MAX_DEPTH:
-        return False
-    if type(value) is dict:
-        items: Iterable[object] = value.values()
-        for key in value:
-            if type(key) is not str:
-                return False
-    elif type(value) is list or type(value) is tuple:
-        items = value
-    else:
-        return False
-    for item in items:
-        kind = type(item)
-        if not (kind is str or kind is int or kind is bool or item is None) and not _is_plain(
-            item, depth + 1
-        ):
-            return False
-    return True
-
-
 def _encode(name: str, policy: object) -> str:
-    if type(policy) is dict and _is_plain(policy, 0):
+    if type(policy) is dict and is_plain(policy):
         return _ENCODER.encode(policy)
     if not isinstance(policy, Mapping):
         raise InvalidPolicyError(f"policy {name!r} must be a mapping, got {type(policy).__name__}")
-    return _ENCODER.encode(_plain_json(policy, f"policy {name!r}", 0))
+    problem = json_problem(policy, f"policy {name!r}")
+    if problem is not None:
+        raise InvalidPolicyError(problem)
+    return _ENCODER.encode(policy)
 
 
 _JSON_KINDS: Final[Mapping[type, str]] = {

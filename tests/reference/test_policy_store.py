@@ -1050,35 +1050,6 @@ def test_bad_policies_are_rejected_before_writing(
     run(scenario, redis_backend)
 
 
-_JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.tuples(inner)
-        | st.dictionaries(st.text(max_size=3) | st.integers() | st.booleans(), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
-
-
-def _explained_encoding(policy: dict[Any, Any]) -> str:
-    plain = policy_store_v2._plain_json(policy, "policy 'risk'", 0)
-    return json.dumps(plain, separators=(",", ":"))
-
-
-@given(st.dictionaries(st.text(max_size=3) | st.integers(), _JSONISH, max_size=4))
-def test_the_fast_encoding_agrees_with_the_explained_one(policy: dict[Any, Any]) -> None:
-    # update_policy skips the copying walk for plain policies; it must write the
-    # same JSON, and refuse the same policies.
-    try:
-        expected = _explained_encoding(policy)
-    except InvalidPayloadError:
-        with pytest.raises(InvalidPayloadError):
-            policy_store_v2._encode("risk", policy)
-    else:
-        assert policy_store_v2._encode("risk", policy) == expected
-
-
 def test_mappings_and_tuples_are_stored_as_plain_json(redis_backend: RedisBackend) -> None:
     async def scenario(kit: Kit) -> None:
         store = await kit.store()
