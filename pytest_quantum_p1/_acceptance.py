@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
@@ -87,9 +87,11 @@ class CriterionItem(pytest.Function):
         return ("quantum-p1", None, f"{self.name}: {self.record.title}")
 
 
-def _fail(*lines: str) -> None:
+def _fail(*lines: str) -> NoReturn:
     __tracebackhide__ = True
-    pytest.fail("\n".join(line for line in lines if line), pytrace=False)
+    # from None: raised inside an except block, the message must not trail a
+    # "During handling of the above exception" chain.
+    raise pytest.fail.Exception("\n".join(line for line in lines if line), pytrace=False) from None
 
 
 def _bullets(items: Sequence[object], limit: int = 12) -> list[str]:
@@ -189,14 +191,10 @@ def _event_check(event: RequiredEvent) -> Callable[..., None]:
         try:
             match = recorder.assert_published(event.name, **dict(expected))
         except AssertionError as exc:
-            missing = str(exc)
-        else:
-            missing = ""
-        if missing:  # failed outside the except block: no chained traceback
             _p1_criterion.summary = f"not published as expected ({len(published)} publish(es))"
             _fail(
                 f"the real action behind {event.name!r} did not publish it as expected.",
-                missing,
+                str(exc),
                 "Publish the values of the change that happened, as the target's action "
                 "returns them.",
                 READ_MORE,
@@ -628,13 +626,9 @@ def check_invalidation(
         try:
             cluster.assert_converged(name, value)
         except AssertionError as exc:
-            diverged = str(exc)
-        else:
-            diverged = ""
-        if diverged:  # failed outside the except block: no chained traceback
             _fail(
                 f"after an update on instance {k % instances}, not every instance converged.",
-                diverged,
+                str(exc),
                 "Subscribe every instance to the invalidation channel and drop the cached entry "
                 "on each message.",
                 READ_MORE,

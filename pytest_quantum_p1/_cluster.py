@@ -380,27 +380,26 @@ def _client_for(url: str) -> Callable[[], Redis]:
 
 
 async def _launch(
-    factory: StoreFactory | str, control: Redis, instances: int, clock: Clock
-) -> list[ProcessMember]:
+    factory: StoreFactory | str,
+    control: Redis,
+    instances: int,
+    clock: Clock,
+    members: list[_Member],
+) -> None:
+    """Start ``instances`` child processes, adding each to ``members`` (whose owner closes them)."""
     # Both checked here, in the parent, so a mistake costs no process start-up
     # and its error carries the caller's traceback.
     spec = factory_spec(factory)
     url = redis_url_of(control)
     context = spawn_context()
-    members = [
+    launched = [
         ProcessMember(index, spec=spec, url=url, clock=clock, context=context)
         for index in range(instances)
     ]
-    try:
-        for member in members:
-            member.launch()
-        await asyncio.gather(*(member.spawned() for member in members))
-    except BaseException:
-        for member in members:
-            with contextlib.suppress(Exception):  # the original error is the one to report
-                await member.close()
-        raise
-    return members
+    members.extend(launched)
+    for member in launched:
+        member.launch()
+    await asyncio.gather(*(member.spawned() for member in launched))
 
 
 async def _start(member: _Member, timeout: float) -> None:
@@ -583,16 +582,16 @@ class PolicyCluster:
         members: list[_Member] = []
         try:
             if processes:
-                members.extend(await _launch(factory, control, instances, clock))
+                await _launch(factory, control, instances, clock, members)
+                # Processes initialise side by side.
+                await asyncio.gather(*(_start(member, timeout) for member in members))
             else:
                 if isinstance(factory, str):
                     factory = resolve_store_factory(factory)
                 for index in range(instances):
                     members.append(_LocalMember(index, factory, make_client(), clock))
-            # Processes initialise side by side; in-process stores in order, as before.
-            batches = [members] if processes else [[member] for member in members]
-            for batch in batches:
-                await asyncio.gather(*(_start(member, timeout) for member in batch))
+                for member in members:  # in order: they share this process's loop
+                    await _start(member, timeout)
             cluster = cls(
                 portal=portal,
                 owns_portal=owned,

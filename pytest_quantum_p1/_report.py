@@ -62,11 +62,7 @@ class CriterionRecord:
             "task": self.task,
             "title": self.title,
             "outcome": self.outcome,
-            # JSON has no inf or NaN: a figure without a finite value is null.
-            "figures": {
-                name: value if math.isfinite(value) else None
-                for name, value in self.figures.items()
-            },
+            "figures": self.figures,
             "summary": self.summary,
             "message": self.message,
             "duration_s": round(self.duration_s, 6),
@@ -104,7 +100,14 @@ def terminal_lines(records: Sequence[CriterionRecord]) -> list[str]:
 
 def report_dict(records: Sequence[CriterionRecord], meta: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON report as a dict: ``criteria`` and ``meta``."""
-    return {"criteria": [r.as_json() for r in records], "meta": dict(meta)}
+    criteria = []
+    for record in records:
+        data = record.as_json()
+        # JSON has no inf or NaN: a figure without a finite value is null. Only
+        # here: as_json also carries records between processes, figures intact.
+        data["figures"] = {k: v if math.isfinite(v) else None for k, v in data["figures"].items()}
+        criteria.append(data)
+    return {"criteria": criteria, "meta": dict(meta)}
 
 
 def html_path_for(json_path: Path) -> Path:

@@ -233,3 +233,17 @@ def test_the_json_report_is_strict_json_even_for_non_finite_figures(tmp_path: Pa
         raise ValueError(f"{constant} is not JSON")
 
     json.loads(path.read_text(encoding="utf-8"), parse_constant=reject)
+
+
+def test_a_record_rebuilt_from_its_json_form_still_writes_both_reports(tmp_path: Path) -> None:
+    # The acceptance hooks carry records on test reports as as_json() and
+    # rebuild them before writing (so xdist works): a non-finite figure must
+    # survive that trip and still become null only in the JSON report.
+    odd = record("P1-2.cold-vs-warm", figures={"speedup": float("inf")})
+    rebuilt = CriterionRecord(**odd.as_json())
+    assert rebuilt.figures == {"speedup": float("inf")}
+    path, page = write_reports(tmp_path / "p1.json", [rebuilt], META)
+    assert json.loads(path.read_text(encoding="utf-8"))["criteria"][0]["figures"] == {
+        "speedup": None
+    }
+    assert "speedup=inf" in page.read_text(encoding="utf-8")
