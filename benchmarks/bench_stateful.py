@@ -32,25 +32,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hypothesis
-from hypothesis import Phase
-from hypothesis.stateful import run_state_machine_as_test
 
 from pytest_quantum_p1._stateful import (
     InvalidationError,
     InvalidationMachine,
+    _search,
     machine_for,
-    machine_settings,
 )
 from reference_impl.p1_target import TARGET
+from tests.plugin.test_stateful import RACE_ONLY
+from tests.plugin.test_stateful_seed import LISTENER_ONLY
 from tests.seed_port.policy_store_seed import seed_store_factory
-
-# The focused rule sets of tests/plugin/test_stateful_seed.py.
-RACE_ONLY = ("disconnect", "reconnect", "inject_garbage", "advance_clock")
-LISTENER_ONLY = (
-    *("slow_fetch", "disconnect", "reconnect", "advance_clock"),
-    *("read", "deliver", "drop", "duplicate"),
-)
 
 
 @contextlib.contextmanager
@@ -69,19 +61,8 @@ def clients(kind: str) -> Iterator[Callable[[], Any] | None]:
 
 def run(machine: type[InvalidationMachine], *, examples: int, seed: int, steps: int) -> str | None:
     """Generate (never shrink) up to ``examples`` examples; the first failure's kind or None."""
-    config = machine_settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        database=None,
-        phases=(Phase.generate,),
-        print_blob=False,
-    )
-
-    def make() -> InvalidationMachine:
-        return machine()
-
     try:
-        run_state_machine_as_test(hypothesis.seed(seed)(make), settings=config)  # type: ignore[no-untyped-call]
+        _search(machine, examples=examples, steps=steps, seed=seed, shrink=False)
     except InvalidationError as exc:
         return exc.kind
     except Exception as exc:

@@ -392,7 +392,7 @@ class ObservedRedis:
     def pubsub(self, **kwargs: Any) -> ControlledPubSub:
         """A :class:`ControlledPubSub` around ``client.pubsub(**kwargs)``."""
         ignore = bool(kwargs.pop("ignore_subscribe_messages", False))
-        controlled = ControlledPubSub(
+        controlled = self._wrap_pubsub(
             self._client.pubsub(**kwargs),
             label=f"{self.label} pubsub#{len(self._pubsubs) + 1}",
             ignore_subscribe_messages=ignore,
@@ -402,6 +402,10 @@ class ObservedRedis:
         self._pubsubs.append(controlled)
         self._signal.notify()
         return controlled
+
+    def _wrap_pubsub(self, pubsub: PubSub, **options: Any) -> ControlledPubSub:
+        # What pubsub() hands out; the stateful machine's client holds its own.
+        return ControlledPubSub(pubsub, **options)
 
     @property
     def subscriptions(self) -> int:

@@ -68,8 +68,8 @@ import secrets
 import string
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, cast
 
 import fakeredis
@@ -88,7 +88,7 @@ from hypothesis.stateful import (
 )
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._observed import ControlledPubSub, Message, ObservedRedis
+from pytest_quantum_p1._observed import ControlledPubSub, Message, ObservedRedis, _text
 from pytest_quantum_p1._target import P1Target, PolicyStore, StoreFactory
 
 if TYPE_CHECKING:
@@ -246,6 +246,16 @@ class Operation:
         return f"state.{self.rule}({args})"
 
 
+def _clock_seconds(ttl: float) -> SearchStrategy[float]:
+    # One definition for the machine and operations(), so a pinned sequence
+    # draws what the machine would.
+    return st.integers(1, 6).map(lambda k: k * ttl / 4)
+
+
+def _in_flight_seconds(ttl: float) -> SearchStrategy[float]:
+    return st.sampled_from((0.0, ttl / 2))
+
+
 def operations(
     *,
     instances: int = 3,
@@ -266,7 +276,7 @@ def operations(
         raise ValueError("names must not be empty")
     inst = st.integers(0, instances - 1)
     name = st.sampled_from(tuple(names))
-    seconds = st.integers(1, 6).map(lambda k: k * ttl / 4)
+    seconds = _clock_seconds(ttl)
 
     def op(rule_name: str, **args: SearchStrategy[Any]) -> SearchStrategy[Operation]:
         return st.fixed_dictionaries(args).map(lambda drawn: Operation(rule_name, drawn))
@@ -287,7 +297,7 @@ def operations(
             instance=inst,
             writer=inst,
             name=name,
-            in_flight=st.sampled_from((0.0, ttl / 2)),
+            in_flight=_in_flight_seconds(ttl),
             lose=st.booleans(),
             read_during=st.booleans(),
         ),
@@ -355,18 +365,11 @@ class MachineStats:
 
     def reset(self) -> None:
         """Zero every figure."""
-        self.examples = self.steps = self.reads = self.stale_reads = self.failures = 0
-        self.max_stale_age_s = 0.0
-        self.first_failure_at = None
+        for figure in fields(self):
+            setattr(self, figure.name, figure.default)
 
 
 # -- the controlled Redis each store instance gets ---------------------------------------
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
 
 
 class _MachinePubSub(ControlledPubSub):
@@ -404,17 +407,12 @@ class _MachinePubSub(ControlledPubSub):
     def _consumer_done(self, _task: asyncio.Task[Any]) -> None:
         self._signal.notify()
 
-    async def subscribe(self, *args: Any, **kwargs: Any) -> None:
+    async def _subscribe(
+        self, command: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: Any
+    ) -> None:
+        # Every kind of subscription (channel, pattern, shard) comes through here.
         await self._gate()
-        await super().subscribe(*args, **kwargs)
-
-    async def psubscribe(self, *args: Any, **kwargs: Any) -> None:
-        await self._gate()
-        await super().psubscribe(*args, **kwargs)
-
-    async def ssubscribe(self, *args: Any, **kwargs: Any) -> None:
-        await self._gate()
-        await super().ssubscribe(*args, **kwargs)
+        await super()._subscribe(command, args, kwargs)
 
     async def _gate(self) -> None:
         allowed = self._owner.link_allowed
@@ -513,20 +511,10 @@ class _MachineRedis(ObservedRedis):
                 ps.gated = False
         self._signal.notify()
 
-    def pubsub(self, **kwargs: Any) -> ControlledPubSub:
-        ignore = bool(kwargs.pop("ignore_subscribe_messages", False))
-        controlled = _MachinePubSub(
-            self._client.pubsub(**kwargs),
-            owner=self,
-            label=f"{self.label} pubsub#{len(self._pubsubs) + 1}",
-            ignore_subscribe_messages=ignore,
-            signal=self._signal,
-            loop=self.loop,
-        )
+    def _wrap_pubsub(self, pubsub: PubSub, **options: Any) -> ControlledPubSub:
+        controlled = _MachinePubSub(pubsub, owner=self, **options)
         # Before the first SUBSCRIBE, so no message can reach the store unheld.
         controlled.hold()
-        self._pubsubs.append(controlled)
-        self._signal.notify()
         return controlled
 
     @property
@@ -632,7 +620,6 @@ class _ReadStart:
     floor: int
     seen: int
     storage_reads: int
-    step: int
 
 
 # -- the machine --------------------------------------------------------------------------
@@ -648,11 +635,11 @@ def _where(select: str) -> SearchStrategy[int]:
 
 
 def _clock_steps() -> SearchStrategy[float]:
-    return st.runner().flatmap(lambda m: st.integers(1, 6).map(lambda k: k * m.ttl_s / 4))
+    return st.runner().flatmap(lambda m: _clock_seconds(m.ttl_s))
 
 
 def _in_flight() -> SearchStrategy[float]:
-    return st.runner().flatmap(lambda m: st.sampled_from((0.0, m.ttl_s / 2)))
+    return st.runner().flatmap(lambda m: _in_flight_seconds(m.ttl_s))
 
 
 def _disabled(rule_method: Callable[..., None]) -> Callable[..., None]:
@@ -1011,9 +998,15 @@ class InvalidationMachine(RuleBasedStateMachine):
             fate.dropped += 1
         return True
 
-    def _deliver_everything(self, inst: _Instance) -> None:
-        while self._head(inst, "deliver"):
-            pass
+    def _deliver_everything(self) -> None:
+        for inst in self._insts:
+            while self._head(inst, "deliver"):
+                pass
+
+    async def _read_everything(self) -> None:
+        for name in self._writes:
+            for inst in self._insts:
+                await self._read(inst, name)
 
     # -- reads and their verdicts ----------------------------------------------------------
 
@@ -1024,7 +1017,6 @@ class InvalidationMachine(RuleBasedStateMachine):
             floor=history[-1].version,
             seen=inst.seen.get(name, 0),
             storage_reads=inst.observed.storage_reads,
-            step=len(self.trace),
         )
 
     async def _read(self, inst: _Instance, name: str) -> None:
@@ -1203,8 +1195,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         async def run() -> None:
             for name in names:
                 await self._update(0, name, policy or {}, step)
-            for inst in self._insts:
-                self._deliver_everything(inst)
+            self._deliver_everything()
             await self._quiesce(step)
 
         self._run(run())
@@ -1228,9 +1219,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         step = self._enter("read_all")
 
         async def run() -> None:
-            for name in self._writes:
-                for inst in self._insts:
-                    await self._read(inst, name)
+            await self._read_everything()
             await self._quiesce(step)
 
         self._run(run())
@@ -1275,8 +1264,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         step = self._enter("deliver_all")
 
         async def run() -> None:
-            for inst in self._insts:
-                self._deliver_everything(inst)
+            self._deliver_everything()
             await self._quiesce(step)
 
         self._run(run())
@@ -1432,12 +1420,9 @@ class InvalidationMachine(RuleBasedStateMachine):
         step = self._enter("converge")
 
         async def run() -> None:
-            for inst in self._insts:
-                self._deliver_everything(inst)
+            self._deliver_everything()
             await self._quiesce(step)
-            for name in self._writes:
-                for inst in self._insts:
-                    await self._read(inst, name)
+            await self._read_everything()
             await self._quiesce(step)
 
         self._run(run())
@@ -1603,23 +1588,35 @@ def check_no_stale_reads(
     )
 
 
-def _run_batch(
-    machine: type[InvalidationMachine], size: int, seed: int, step_count: int, *, shrink: bool
-) -> str | None:
+def _search(
+    machine: type[InvalidationMachine], *, examples: int, steps: int, seed: int, shrink: bool
+) -> None:
+    """Run ``machine`` for up to ``examples`` examples from ``seed``: repeatable, no database.
+
+    Raises what the first failing example raised, shrunk when ``shrink``.
+    """
+
+    # A function of its own: hypothesis.seed marks what it decorates, and the
+    # machine class must stay unmarked for the next search.
     def make() -> InvalidationMachine:
         return machine()
 
-    factory = hypothesis.seed(seed)(make)
     config = machine_settings(
-        max_examples=size,
-        stateful_step_count=step_count,
+        max_examples=examples,
+        stateful_step_count=steps,
         database=None,
-        derandomize=False,
+        derandomize=False,  # whatever the profile says: the seed decides
         print_blob=False,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
+        phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
     )
+    run_state_machine_as_test(hypothesis.seed(seed)(make), settings=config)  # type: ignore[no-untyped-call]  # hypothesis leaves it unannotated
+
+
+def _run_batch(
+    machine: type[InvalidationMachine], size: int, seed: int, step_count: int, *, shrink: bool
+) -> str | None:
     try:
-        run_state_machine_as_test(factory, settings=config)  # type: ignore[no-untyped-call]  # hypothesis leaves it unannotated
+        _search(machine, examples=size, steps=step_count, seed=seed, shrink=shrink)
     except Exception as exc:
         return _describe(exc)
     return None

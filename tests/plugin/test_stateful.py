@@ -38,6 +38,7 @@ from pytest_quantum_p1._stateful import (
     InvalidationMachine,
     NoStaleReadsResult,
     Operation,
+    _search,
     check_no_stale_reads,
     machine_for,
     machine_settings,
@@ -206,6 +207,11 @@ def factory_of(cls: type[MiniStore]) -> StoreFactory:
     return make
 
 
+#: Rules that lead away from a fill race (or only dilute the search), left out
+#: to find one.
+RACE_ONLY = ("disconnect", "reconnect", "inject_garbage", "advance_clock")
+
+
 def settings_for(examples: int, steps: int = 20, *, shrink: bool = True) -> hypothesis.settings:
     return machine_settings(
         max_examples=examples,
@@ -227,12 +233,7 @@ def search(
     shrink: bool = False,
 ) -> None:
     """Run the machine with a fixed seed (repeatable, no database)."""
-
-    def make() -> InvalidationMachine:
-        return machine()
-
-    config = settings_for(examples, steps, shrink=shrink)
-    run_state_machine_as_test(hypothesis.seed(seed)(make), settings=config)  # type: ignore[no-untyped-call]
+    _search(machine, examples=examples, steps=steps, seed=seed, shrink=shrink)
 
 
 def failure_text(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
@@ -400,7 +401,7 @@ BROKEN = [
         # The old value it caches is stale, and older than what a read
         # during the race returned: either verdict names the bug.
         {"stale": STALE_READ, "monotonic": NOT_MONOTONIC},
-        ("disconnect", "reconnect", "inject_garbage", "advance_clock"),
+        RACE_ONLY,
         id="racy-fill",
     ),
     pytest.param(
@@ -436,7 +437,7 @@ def test_a_failure_shrinks_to_the_few_steps_that_matter() -> None:
     machine = machine_for(
         factory_of(RacyFill),
         instances=2,
-        disabled_rules=("disconnect", "reconnect", "inject_garbage", "advance_clock"),
+        disabled_rules=RACE_ONLY,
     )
     with pytest.raises(InvalidationError) as excinfo:
         search(machine, examples=100, steps=15, shrink=True)
@@ -508,7 +509,7 @@ def test_a_failure_replays_from_the_example_database() -> None:
     machine = machine_for(
         factory_of(RacyFill),
         instances=2,
-        disabled_rules=("disconnect", "reconnect", "inject_garbage", "advance_clock"),
+        disabled_rules=RACE_ONLY,
         name="ReplayMachine",
     )
     database = InMemoryExampleDatabase()

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import hypothesis
 import pytest
-from hypothesis import Phase
-from hypothesis.stateful import run_state_machine_as_test
 
 from pytest_quantum_p1._redis import RedisServer
 from pytest_quantum_p1._stateful import (
@@ -25,11 +22,12 @@ from pytest_quantum_p1._stateful import (
     InvalidationError,
     InvalidationMachine,
     Operation,
+    _search,
     machine_for,
-    machine_settings,
     replay,
 )
 from reference_impl.p1_target import TARGET
+from tests.plugin.test_stateful import RACE_ONLY, failure_text
 from tests.seed_port.policy_store_seed import seed_store_factory
 
 pytestmark = [
@@ -38,8 +36,7 @@ pytestmark = [
 ]
 
 #: Rules that reach the seed's other bugs (or only dilute the search), left
-#: out to focus on one bug.
-RACE_ONLY = ("disconnect", "reconnect", "inject_garbage", "advance_clock")
+#: out to focus on one bug (RACE_ONLY, from test_stateful, for the fill race).
 LISTENER_ONLY = (
     *("slow_fetch", "disconnect", "reconnect", "advance_clock"),
     *("read", "deliver", "drop", "duplicate"),
@@ -90,20 +87,9 @@ def hunt(
     Shrinking replays hundreds of examples (2-15 s here), so only the ``slow``
     tests shrink; without it the message lists every step of the failing example.
     """
-
-    def make() -> InvalidationMachine:
-        return machine()
-
-    config = machine_settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        database=None,
-        print_blob=False,
-        phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,),
-    )
     with pytest.raises(InvalidationError) as excinfo:
-        run_state_machine_as_test(hypothesis.seed(0)(make), settings=config)  # type: ignore[no-untyped-call]
-    return "\n".join([str(excinfo.value), *getattr(excinfo.value, "__notes__", [])])
+        _search(machine, examples=examples, steps=steps, seed=0, shrink=shrink)
+    return failure_text(excinfo)
 
 
 def our_steps(text: str) -> list[str]:
