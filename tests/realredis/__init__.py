@@ -8,34 +8,22 @@ class itself. Nothing here touches a Redis the tests did not start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
-from pytest_quantum_p1._redis import RedisServer, require_redis_server
+from pytest_quantum_p1._cluster import DEFAULT_CHANNEL
 from pytest_quantum_p1._target import Clock
+from reference_impl.p1_target import TARGET
 
 #: The reference backend's target, as child processes import it.
 REFERENCE: Final = "reference_impl.p1_target:TARGET"
-CHANNEL: Final = "policy:invalidate"
+CHANNEL: Final = DEFAULT_CHANNEL
 #: Where the reference store keeps a policy (``key_prefix`` + name).
 KEY_PREFIX: Final = "policy:"
-#: The reference target's TTL (``P1Target.policy_ttl``).
-REFERENCE_TTL: Final = 10.0
+REFERENCE_TTL: Final = TARGET.policy_ttl
 #: The issue's bound on recovering after a fault.
 RECOVERY_BOUND_S: Final = 1.0
-
-
-@contextlib.contextmanager
-def private_redis_server() -> Iterator[RedisServer]:
-    """A redis-server of the calling test's own, for faults that stop or kill it.
-
-    Skips when none can start, but fails under ``CI=true``, like the session's
-    ``redis_server`` fixture.
-    """
-    with require_redis_server() as server:
-        yield server
 
 
 def encode(policy: Mapping[str, Any]) -> str:

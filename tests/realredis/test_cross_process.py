@@ -35,7 +35,6 @@ from pytest_quantum_p1._process import (
     redis_url_of,
     resolve_store_factory,
 )
-from pytest_quantum_p1._redis import RedisServer
 from reference_impl.errors import InvalidPolicyNameError, PolicyNotFoundError
 from reference_impl.p1_target import TARGET
 from tests.realredis import KEY_PREFIX, REFERENCE, REFERENCE_TTL, encode
@@ -50,14 +49,6 @@ class OpenCluster(Protocol):
     def __call__(
         self, factory: Any = REFERENCE, *, instances: int = 3, timeout: float = 10.0
     ) -> PolicyCluster: ...
-
-
-@pytest.fixture
-def url(redis_server: RedisServer) -> str:
-    # The session's server is private to this run: emptying it is safe.
-    with redis.Redis.from_url(redis_server.url) as admin:
-        admin.flushall()
-    return redis_server.url
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import redis.asyncio
 
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._cluster import PolicyCluster
-from pytest_quantum_p1._redis import RedisServer
+from pytest_quantum_p1._redis import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.errors import PolicyNotFoundError, StoreUnavailableError
 from tests.realredis import (
@@ -38,7 +38,6 @@ from tests.realredis import (
     RECOVERY_BOUND_S,
     REFERENCE,
     encode,
-    private_redis_server,
 )
 
 pytestmark = pytest.mark.real_redis
@@ -52,7 +51,8 @@ V3 = {"limit": 3}
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
-    with private_redis_server() as running:
+    # A server of the test's own: the faults stop or kill it.
+    with require_redis_server() as running:
         yield running
 
 

@@ -33,7 +33,6 @@ import redis
 
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._cluster import PolicyCluster
-from pytest_quantum_p1._redis import RedisServer
 from tests.realredis import KEY_PREFIX, REFERENCE, encode
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.slow]
@@ -119,12 +118,10 @@ class Workload:
 
 
 def test_eight_processes_under_mixed_load_read_nothing_stale_and_lose_no_update(
-    redis_server: RedisServer, record_property: Any
+    url: str, record_property: Any
 ) -> None:
-    with redis.Redis.from_url(redis_server.url) as admin:
-        admin.flushall()  # the session's private server
     with PolicyCluster.open(
-        REFERENCE, redis_server.url, instances=INSTANCES, clock=VirtualClock(), processes=True
+        REFERENCE, url, instances=INSTANCES, clock=VirtualClock(), processes=True
     ) as cluster:
         work = Workload(cluster)
         wall = time.perf_counter()
@@ -132,7 +129,7 @@ def test_eight_processes_under_mixed_load_read_nothing_stale_and_lose_no_update(
         wall = time.perf_counter() - wall
         stats = cluster.stats()
 
-    with redis.Redis.from_url(redis_server.url) as admin:
+    with redis.Redis.from_url(url) as admin:
         stored = {name: admin.get(KEY_PREFIX + name) for name in work.names}
     lost = [
         f"{name}: Redis holds {raw!r}, last acknowledged v{work.latest[name]}"
