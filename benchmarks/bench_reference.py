@@ -225,7 +225,7 @@ def rig(server: RedisServer) -> Iterator[Rig]:
 # -- the batches ------------------------------------------------------------------------
 
 
-def dict_get(rig: Rig) -> Batch:
+def dict_get() -> Batch:
     """``dict.get`` on a hit: the baseline of the warm read."""
     cache = {NAME: (float("inf"), POLICY)}
 
@@ -280,7 +280,7 @@ def publish(rig: Rig) -> Batch:
 
 def test_dict_get(benchmark: BenchmarkFixture, rig: Rig, figures: Figures) -> None:
     """Baseline: ``dict.get`` on a hit, batched like the warm read."""
-    if measured := rig.measure(benchmark, dict_get(rig), MEMORY_CALLS, rounds=30):
+    if measured := rig.measure(benchmark, dict_get(), MEMORY_CALLS, rounds=30):
         figures.per_call["dict.get"] = measured[0]
 
 
@@ -288,7 +288,7 @@ def test_warm_get_policy(benchmark: BenchmarkFixture, rig: Rig, figures: Figures
     """``await store.get_policy(name)`` on a hit, rounds alternating with ``dict.get``'s."""
     rig.loop.run_until_complete(rig.warm.get_policy(NAME))
     measured = rig.measure(
-        benchmark, get_policy(rig.warm), MEMORY_CALLS, rounds=30, partner=dict_get(rig)
+        benchmark, get_policy(rig.warm), MEMORY_CALLS, rounds=30, partner=dict_get()
     )
     if measured:
         figures.per_call["get_policy warm"], ratio = measured
@@ -326,7 +326,7 @@ def test_cold_get_policy(benchmark: BenchmarkFixture, rig: Rig, figures: Figures
 
 
 def test_update_policy(benchmark: BenchmarkFixture, rig: Rig, figures: Figures) -> None:
-    """``await store.update_policy(name, policy)``: one MULTI/EXEC with SET and PUBLISH."""
+    """``await store.update_policy(name, policy)``: one server-side script (SET and PUBLISH)."""
     if measured := rig.measure(benchmark, update_policy(rig), ROUND_TRIP_CALLS, rounds=10):
         figures.per_call["update_policy"] = measured[0]
 
