@@ -498,11 +498,11 @@ class ObservedRedis:
     async def _wait_processed(
         self, match: str | bytes | Callable[[Delivery], bool], timeout: float
     ) -> Delivery:
-        scan = _ProcessedScan(_matcher(match))
+        scan = _ProcessedScan(match)
 
         def check() -> Delivery | None:
             for ps in self._pubsubs:
-                found = scan.first(ps, ps._log)
+                found = scan.first(ps)
                 if found is not None:
                     return found
             return None
@@ -520,27 +520,27 @@ class ObservedRedis:
             await ps.aclose()
 
 
-def _matcher(match: str | bytes | Callable[[Delivery], bool]) -> Callable[[Delivery], bool]:
-    if callable(match):
-        return match
-    wanted = _text(match)
-    return lambda delivery: delivery.text == wanted
-
-
 class _ProcessedScan:
-    """Finds the first processed delivery matching a predicate, re-checked on each change.
+    """Finds the first processed delivery matching ``match`` in a pubsub's log, re-checked on each change.
 
-    Stores process messages in order, so processed deliveries form a prefix of
-    each log: the scan remembers where that prefix ends and rechecks only the
-    rest, keeping waits cheap however long a cluster has been running.
+    Message data is looked up in the pubsub's index of first processed
+    deliveries, so a wait (a settle makes one per instance) costs the same
+    however long a cluster has been running. A predicate scans: processed
+    deliveries form a prefix of each log, so the scan remembers where that
+    prefix ends and rechecks only the rest.
     """
 
-    def __init__(self, predicate: Callable[[Delivery], bool]) -> None:
-        self.predicate = predicate
+    def __init__(self, match: str | bytes | Callable[[Delivery], bool]) -> None:
+        self._text = None if callable(match) else _text(match)
+        self._predicate = match if callable(match) else None
         self._checked: dict[int, int] = {}
 
-    def first(self, owner: object, log: list[Delivery]) -> Delivery | None:
-        key = id(owner)
+    def first(self, pubsub: ControlledPubSub) -> Delivery | None:
+        if self._text is not None:
+            return pubsub._first_processed.get(self._text)
+        assert self._predicate is not None
+        log = pubsub._log
+        key = id(pubsub)
         start = self._checked.get(key, 0)
         in_prefix = True
         for index in range(start, len(log)):
@@ -550,7 +550,7 @@ class _ProcessedScan:
                 continue
             if in_prefix:
                 self._checked[key] = index + 1
-            if self.predicate(delivery):
+            if self._predicate(delivery):
                 return delivery
         return None
 
@@ -620,6 +620,9 @@ class ControlledPubSub:
         self._log: list[Delivery] = []
         self._dropped: list[Message] = []
         self._current: Delivery | None = None
+        # The first processed delivery per text: only the newest delivery is
+        # ever marked, so this is also the first in log order.
+        self._first_processed: dict[str, Delivery] = {}
         self._confirmed: set[str] = set()
         self._confirmed_patterns: set[str] = set()
         self._received = 0
@@ -832,8 +835,10 @@ class ControlledPubSub:
         return self._handlers.get(_text(message["channel"]))
 
     def _mark_processed(self) -> None:
-        if self._current is not None:
-            self._current.processed_at = time.perf_counter()
+        delivery = self._current
+        if delivery is not None:
+            delivery.processed_at = time.perf_counter()
+            self._first_processed.setdefault(delivery.text, delivery)
             self._current = None
             self._signal.notify()
 
@@ -1136,10 +1141,10 @@ class ControlledPubSub:
     async def _wait_processed(
         self, match: str | bytes | Callable[[Delivery], bool], timeout: float
     ) -> Delivery:
-        scan = _ProcessedScan(_matcher(match))
+        scan = _ProcessedScan(match)
 
         def check() -> Delivery | None:
-            return scan.first(self, self._log)
+            return scan.first(self)
 
         try:
             return await self._signal.wait_until(check, timeout)

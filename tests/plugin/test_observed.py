@@ -10,7 +10,9 @@ the controller's calls come from the test thread, as in user tests.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -549,6 +551,45 @@ def test_observed_redis_waits_across_resubscriptions(rig: Rig) -> None:
     rig.next_message(second, timeout=0)
     assert rig.observed.wait_processed("x").label.endswith("pubsub#2")
     assert [d.text for d in rig.observed.deliveries] == ["x"]
+
+
+def _process(rig: Rig, pubsub: ControlledPubSub, texts: list[str]) -> None:
+    """Hand the store ``texts`` (injected) and have it process them all."""
+
+    async def play() -> None:
+        for text in texts:
+            pubsub._inject(text, None)
+        while await pubsub.get_message(timeout=0) is not None:
+            pass
+
+    rig.run(play)
+
+
+def _median_wait_s(rig: Rig, text: str) -> float:
+    took = []
+    for _ in range(30):
+        started = time.perf_counter()
+        rig.observed.wait_processed(text)
+        took.append(time.perf_counter() - started)
+    return statistics.median(took)
+
+
+def test_a_wait_costs_the_same_however_many_messages_were_processed(rig: Rig) -> None:
+    # A settle waits once per instance: were a wait to scan the whole log, a
+    # long benchmark's settles would slow as it ran, and their CPU would
+    # stretch the very propagation times being measured.
+    pubsub = rig.subscribed_pubsub()
+    _process(rig, pubsub, ["same", *(f"m{i}" for i in range(19))])
+    short = _median_wait_s(rig, "m18")
+    _process(rig, pubsub, ["same", *(f"n{i}" for i in range(20_000))])
+    long = _median_wait_s(rig, "n19999")
+    # Scanning 20,000 deliveries costs milliseconds; a lookup, a portal hop.
+    assert long < 5 * short, (
+        f"a wait took {long * 1e6:.0f} us after 20,020 messages, {short * 1e6:.0f} us after 20"
+    )
+    # Still the first processed delivery with that data.
+    assert rig.observed.wait_processed("same") is pubsub.log[0]
+    assert pubsub.wait_processed("same") is pubsub.log[0]
 
 
 @pytest.mark.parametrize("method", ["close", "reset"])
