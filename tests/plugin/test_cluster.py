@@ -255,15 +255,19 @@ def values(cluster: PolicyCluster, name: str) -> list[dict[str, Any]]:
     return [dict(v) for v in cluster.read_all(name)]
 
 
-def cache_everywhere(cluster: PolicyCluster, name: str, value: dict[str, Any]) -> None:
-    """Update through instance 0, then have every instance read and cache ``value``.
+def cache_everywhere(cluster: PolicyCluster, name: str, value: Mapping[str, Any]) -> None:
+    """Update through instance 0; every instance then caches ``value``.
 
-    Settling first matters on a real server: an invalidation landing after a
-    read would empty the cache the test is about to rely on.
+    Proven by a second round of reads costing no storage read. Settling first
+    matters on a real server: an invalidation landing after a read would empty
+    the cache the test is about to rely on.
     """
     cluster.update(0, name, value)
     cluster.settle()
     assert values(cluster, name) == [value] * cluster.size
+    before = cluster.storage_reads
+    assert values(cluster, name) == [value] * cluster.size
+    assert cluster.storage_reads == before, "the instances did not cache what they read"
 
 
 # -- convergence ---------------------------------------------------------------------

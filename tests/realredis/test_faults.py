@@ -32,6 +32,7 @@ from pytest_quantum_p1._cluster import PolicyCluster
 from pytest_quantum_p1._redis import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.errors import PolicyNotFoundError, StoreUnavailableError
+from tests.plugin.test_cluster import cache_everywhere
 from tests.realredis import (
     CHANNEL,
     KEY_PREFIX,
@@ -68,15 +69,6 @@ def cluster(request: pytest.FixtureRequest, server: RedisServer) -> Iterator[Pol
         yield opened
 
 
-def warm(cluster: PolicyCluster, name: str, value: Mapping[str, Any]) -> None:
-    """Every instance caches ``value``: proven by a second round of reads costing no storage read."""
-    cluster.update(0, name, value)
-    cluster.assert_converged(name, value)
-    before = cluster.storage_reads
-    assert [dict(v) for v in cluster.read_all(name)] == [value] * cluster.size
-    assert cluster.storage_reads == before, "the instances did not cache what they read"
-
-
 def recoveries(cluster: PolicyCluster, after: tuple[int, ...], since: float) -> list[float]:
     """Seconds from ``since`` until each instance's new subscription was confirmed."""
     return [
@@ -106,7 +98,7 @@ def report(record_property: Any, key: str, seconds: list[float]) -> None:
 def test_killed_pubsub_connections_flush_and_resubscribe_within_1s(
     cluster: PolicyCluster, server: RedisServer, record_property: Any
 ) -> None:
-    warm(cluster, "risk", V1)
+    cache_everywhere(cluster, "risk", V1)
     before = cluster.subscriptions
     with redis.Redis.from_url(server.url) as admin:
         # One pipeline, so the server runs all three before any store can
@@ -141,7 +133,7 @@ def test_a_store_that_never_resubscribes_is_caught(server: RedisServer) -> None:
         clock=VirtualClock(),
         processes=True,
     ) as cluster:
-        warm(cluster, "risk", V1)
+        cache_everywhere(cluster, "risk", V1)
         before = cluster.subscriptions
         with redis.Redis.from_url(server.url) as admin:
             admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
@@ -158,7 +150,7 @@ def test_a_store_that_never_resubscribes_is_caught(server: RedisServer) -> None:
 def test_a_restarted_redis_gives_typed_errors_then_recovers_within_1s(
     cluster: PolicyCluster, server: RedisServer, record_property: Any
 ) -> None:
-    warm(cluster, "risk", V1)
+    cache_everywhere(cluster, "risk", V1)
     before = cluster.subscriptions
     server.kill()  # as a crash would: no persistence, the data is gone too
     for i in range(INSTANCES):
@@ -205,7 +197,7 @@ def garbage(count: int, seed: int = 1) -> list[bytes]:
 def test_garbage_on_the_channel_leaves_the_listeners_alive(
     cluster: PolicyCluster, server: RedisServer, record_property: Any
 ) -> None:
-    warm(cluster, "risk", V1)
+    cache_everywhere(cluster, "risk", V1)
     before = cluster.subscriptions
     messages = garbage(GARBAGE_MESSAGES)
     started = time.perf_counter()
@@ -221,7 +213,7 @@ def test_garbage_on_the_channel_leaves_the_listeners_alive(
     report(record_property, "garbage_10k_processed_ms", [chewed])
     assert cluster.subscriptions == before, "a listener died and had to resubscribe"
     # Later invalidations still apply (the clock never moves: no TTL can help).
-    warm(cluster, "risk", V2)
+    cache_everywhere(cluster, "risk", V2)
     cluster.update(2, "risk", V3)
     cluster.assert_converged("risk", V3)
 
