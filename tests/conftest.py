@@ -48,6 +48,15 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture
+def url(redis_server: RedisServer) -> str:
+    """The session's private redis-server, emptied for this test."""
+    # The server is private to this session: emptying it is safe.
+    with redis.Redis.from_url(redis_server.url) as admin:
+        admin.flushall()
+    return redis_server.url
+
+
 @pytest.fixture(
     params=[
         pytest.param("fake", id="fake"),
@@ -61,10 +70,5 @@ def redis_backend(request: pytest.FixtureRequest) -> RedisBackend:
         return RedisBackend(
             "fake", lambda **options: fakeredis.FakeAsyncRedis(server=fake_server, **options)
         )
-    server: RedisServer = request.getfixturevalue("redis_server")
-    # The server is private to this session, so emptying it is safe.
-    with redis.Redis.from_url(server.url) as sync_client:
-        sync_client.flushall()
-    return RedisBackend(
-        "server", lambda **options: redis.asyncio.Redis.from_url(server.url, **options)
-    )
+    url: str = request.getfixturevalue("url")
+    return RedisBackend("server", lambda **options: redis.asyncio.Redis.from_url(url, **options))
