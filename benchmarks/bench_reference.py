@@ -43,7 +43,7 @@ import pytest
 import redis.asyncio
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pytest_quantum_p1._redis import RedisServer, require_redis_server
+from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.services.policy_store_v2 import PolicyStoreV2
 

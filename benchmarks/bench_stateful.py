@@ -52,7 +52,7 @@ def clients(kind: str) -> Iterator[Callable[[], Any] | None]:
         return
     import redis.asyncio
 
-    from pytest_quantum_p1._redis import spawn_redis_server
+    from pytest_quantum_p1._redis.server import spawn_redis_server
 
     with spawn_redis_server() as server:
         url = server.url

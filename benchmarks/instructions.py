@@ -31,7 +31,7 @@ from typing import Final
 import redis.asyncio
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._redis import spawn_redis_server
+from pytest_quantum_p1._redis.server import spawn_redis_server
 from reference_impl.p1_target import TARGET
 
 SMALL: Final = 200

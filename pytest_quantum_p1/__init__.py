@@ -18,8 +18,8 @@ if TYPE_CHECKING:
         ClusterTimeout,
         MemberProcessError,
         PolicyCluster,
+        PolicyClusterFactory,
     )
-    from pytest_quantum_p1._config import P1Settings, parse_duration
     from pytest_quantum_p1._events import ANY, EventRecorder, RecordedEvent, UnknownEventName
     from pytest_quantum_p1._latency import (
         LatencyRecorder,
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         measure_latency,
         measure_latency_async,
     )
+    from pytest_quantum_p1._options import P1Settings
+    from pytest_quantum_p1._redis.source import RedisFactory
     from pytest_quantum_p1._stateful import (
         InvalidationError,
         InvalidationMachine,
@@ -54,8 +56,8 @@ if TYPE_CHECKING:
         V2Rules,
         load_target,
     )
+    from pytest_quantum_p1._units import parse_duration
     from pytest_quantum_p1._v2 import V2Construction, V2Guard, V2ScanResult, V2Violation
-    from pytest_quantum_p1.plugin import PolicyClusterFactory, RedisFactory
 
 __all__ = [
     "ANY",
@@ -130,8 +132,8 @@ _LAZY: dict[str, str] = {
     "LatencyStats": "_latency",
     "measure_latency": "_latency",
     "measure_latency_async": "_latency",
-    "P1Settings": "_config",
-    "parse_duration": "_config",
+    "P1Settings": "_options",
+    "parse_duration": "_units",
     "VirtualClock": "_clock",
     "PolicyCluster": "_cluster",
     "ClusterStats": "_cluster",
@@ -153,8 +155,8 @@ _LAZY: dict[str, str] = {
     "V2Guard": "_v2",
     "V2ScanResult": "_v2",
     "V2Violation": "_v2",
-    "PolicyClusterFactory": "plugin",
-    "RedisFactory": "plugin",
+    "PolicyClusterFactory": "_cluster",
+    "RedisFactory": "_redis.source",
 }
 
 

@@ -35,8 +35,8 @@ from pytest_quantum_p1._report import CriterionRecord
 
 if TYPE_CHECKING:
     from pytest_quantum_p1._clock import VirtualClock
-    from pytest_quantum_p1._config import P1Settings, Workload
     from pytest_quantum_p1._latency import LatencyStats
+    from pytest_quantum_p1._options import P1Settings, Workload
     from pytest_quantum_p1._target import Bus, P1Target, RequiredEvent
 
 T = TypeVar("T")
@@ -332,8 +332,8 @@ def check_cached_read(
     _p1_criterion: CriterionRecord,
 ) -> None:
     """Warm reads stay under the latency budget (seed: cached reads < 1 ms)."""
-    from pytest_quantum_p1._config import format_duration
     from pytest_quantum_p1._latency import measure_latency_async
+    from pytest_quantum_p1._units import format_duration
 
     name = _probe_name("cached")
     budget = p1_settings.latency_budget_ns
@@ -398,8 +398,8 @@ def check_cold_vs_warm(
     _p1_criterion: CriterionRecord,
 ) -> None:
     """A cached read is much cheaper than a read from the target's storage."""
-    from pytest_quantum_p1._config import format_duration
     from pytest_quantum_p1._latency import measure_latency_async
+    from pytest_quantum_p1._units import format_duration
 
     name = _probe_name("cold")
     ttl = p1_target.policy_ttl
@@ -661,7 +661,7 @@ def check_invalidation(
 
 
 def _p99(values: Sequence[float]) -> float:
-    from pytest_quantum_p1._cluster import percentile
+    from pytest_quantum_p1._units import percentile
 
     return percentile(values, 99) if values else 0.0
 
@@ -1085,11 +1085,12 @@ class AcceptanceHooks:
     def pytest_collection_modifyitems(
         self, session: pytest.Session, items: list[pytest.Item]
     ) -> None:
-        from pytest_quantum_p1._config import load_configured_target
-        from pytest_quantum_p1._target import TargetError
+        from pytest_quantum_p1._options import SETTINGS_KEY
+        from pytest_quantum_p1._target import TargetError, load_configured_target
 
+        settings = self.config.stash[SETTINGS_KEY]
         try:
-            target = load_configured_target(self.config)
+            target = load_configured_target(self.config, settings.target, settings.target_source)
         except TargetError as exc:
             raise pytest.UsageError(str(exc)) from None
         criteria = collect_criteria(session, target)
@@ -1137,7 +1138,7 @@ class AcceptanceHooks:
         ]
 
     def _meta(self) -> dict[str, Any]:
-        from pytest_quantum_p1._config import SETTINGS_KEY, redis_for_report
+        from pytest_quantum_p1._options import SETTINGS_KEY, redis_for_report
 
         settings = self.config.stash[SETTINGS_KEY]
         return {
@@ -1151,7 +1152,7 @@ class AcceptanceHooks:
         }
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from pytest_quantum_p1._config import SETTINGS_KEY
+        from pytest_quantum_p1._options import SETTINGS_KEY
         from pytest_quantum_p1._report import write_reports
 
         if exitstatus == pytest.ExitCode.USAGE_ERROR:

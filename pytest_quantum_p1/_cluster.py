@@ -35,7 +35,6 @@ import bisect
 import concurrent.futures
 import contextlib
 import difflib
-import math
 import os
 import secrets
 import time
@@ -58,6 +57,7 @@ from pytest_quantum_p1._process import (
     spawn_context,
 )
 from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
+from pytest_quantum_p1._units import percentile
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -73,9 +73,9 @@ __all__ = [
     "ClusterTimeout",
     "MemberProcessError",
     "PolicyCluster",
+    "PolicyClusterFactory",
     "Propagation",
     "UpdateRecord",
-    "percentile",
 ]
 
 DEFAULT_CHANNEL = "policy:invalidate"
@@ -174,17 +174,12 @@ class ClusterStats:
         return None if total == 0 else 1.0 - self.total_storage_reads / total
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) with linear interpolation, as numpy's default."""
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be within [0, 100], got {q!r}")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+class PolicyClusterFactory(Protocol):
+    """The ``policy_cluster`` fixture: ``policy_cluster(instances=None, *, timeout=10.0, processes=False)``."""
+
+    def __call__(
+        self, instances: int | None = None, *, timeout: float = 10.0, processes: bool = False
+    ) -> PolicyCluster: ...
 
 
 class _Member(Protocol):

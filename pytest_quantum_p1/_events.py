@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from unittest.mock import ANY
 
-from pytest_quantum_p1 import _msgs
+from pytest_quantum_p1 import _messages
 
 if TYPE_CHECKING:
     import asyncio
@@ -62,12 +62,14 @@ class UnknownEventName(ValueError):
         # A high cutoff: names in one catalogue share prefixes, and a list of
         # every "order.*" name is noise rather than a suggestion.
         self.suggestions: list[str] = difflib.get_close_matches(str(name), known, n=3, cutoff=0.8)
-        message = _msgs.UNKNOWN_EVENT.format(name=name)
+        message = _messages.UNKNOWN_EVENT.format(name=name)
         if self.suggestions:
-            message += _msgs.UNKNOWN_EVENT_SUGGEST.format(
+            message += _messages.UNKNOWN_EVENT_SUGGEST.format(
                 suggestions=" or ".join(repr(s) for s in self.suggestions)
             )
-        message += _msgs.UNKNOWN_EVENT_CATALOGUE.format(count=len(known), names=", ".join(known))
+        message += _messages.UNKNOWN_EVENT_CATALOGUE.format(
+            count=len(known), names=", ".join(known)
+        )
         super().__init__(message)
 
 
@@ -113,7 +115,7 @@ def _bullet(event: RecordedEvent) -> str:
 def _bullets(events: Sequence[RecordedEvent], name: str, fields: Mapping[str, Any]) -> list[str]:
     """The recording as bullets, closest to ``name``/``fields`` first, with differing fields."""
     if not events:
-        return [_msgs.PUBLISHED_NONE]
+        return [_messages.PUBLISHED_NONE]
 
     def closeness(event: RecordedEvent) -> tuple[int, float, int]:
         if event.name == name:
@@ -122,13 +124,13 @@ def _bullets(events: Sequence[RecordedEvent], name: str, fields: Mapping[str, An
         return (1, -similarity, event.index)
 
     ranked = sorted(events, key=closeness)
-    lines = [_msgs.PUBLISHED_HEADING.format(count=len(events))]
+    lines = [_messages.PUBLISHED_HEADING.format(count=len(events))]
     for event in ranked[:_MAX_BULLETS]:
         lines.append(_bullet(event))
         if event.name == name:
             lines.extend(f"      {diff}" for diff in _differences(event.payload, fields))
     if len(ranked) > _MAX_BULLETS:
-        lines.append(_msgs.PUBLISHED_MORE.format(count=len(ranked) - _MAX_BULLETS))
+        lines.append(_messages.PUBLISHED_MORE.format(count=len(ranked) - _MAX_BULLETS))
     return lines
 
 
@@ -297,10 +299,10 @@ class EventRecorder:
         """The failure text for "``name`` with ``fields`` was not published"."""
         what = _describe(name, fields)
         return _message(
-            headline or _msgs.NOT_PUBLISHED.format(what=what),
+            headline or _messages.NOT_PUBLISHED.format(what=what),
             _bullets(self.events, name, fields),
-            _msgs.NOT_PUBLISHED_TUNE,
-            _msgs.EVENTS_READ_MORE,
+            _messages.NOT_PUBLISHED_TUNE,
+            _messages.EVENTS_READ_MORE,
         )
 
     def assert_published(self, name: str, /, **fields: Any) -> RecordedEvent:
@@ -323,11 +325,11 @@ class EventRecorder:
         if offending:
             raise AssertionError(
                 _message(
-                    _msgs.PUBLISHED_BUT_FORBIDDEN.format(what=_describe(name, fields)),
-                    _msgs.PUBLISHED_MATCHING.format(count=len(offending)),
+                    _messages.PUBLISHED_BUT_FORBIDDEN.format(what=_describe(name, fields)),
+                    _messages.PUBLISHED_MATCHING.format(count=len(offending)),
                     [_bullet(event) for event in offending[:_MAX_BULLETS]],
-                    _msgs.PUBLISHED_BUT_FORBIDDEN_TUNE,
-                    _msgs.EVENTS_READ_MORE,
+                    _messages.PUBLISHED_BUT_FORBIDDEN_TUNE,
+                    _messages.EVENTS_READ_MORE,
                 )
             )
 
@@ -350,15 +352,15 @@ class EventRecorder:
             raise AssertionError(
                 _message(
                     headline,
-                    [_msgs.PUBLISHED_IN_ORDER.format(count=len(events))]
+                    [_messages.PUBLISHED_IN_ORDER.format(count=len(events))]
                     if events
-                    else [_msgs.PUBLISHED_NONE],
+                    else [_messages.PUBLISHED_NONE],
                     [_bullet(event) for event in events[:_MAX_BULLETS]],
-                    [_msgs.PUBLISHED_MORE.format(count=len(events) - _MAX_BULLETS)]
+                    [_messages.PUBLISHED_MORE.format(count=len(events) - _MAX_BULLETS)]
                     if len(events) > _MAX_BULLETS
                     else [],
-                    _msgs.ORDER_TUNE,
-                    _msgs.EVENTS_READ_MORE,
+                    _messages.ORDER_TUNE,
+                    _messages.EVENTS_READ_MORE,
                 )
             )
 
@@ -369,11 +371,11 @@ class EventRecorder:
         if exact:
             for position, (want, event) in enumerate(zip(names, events, strict=False)):
                 if want != event.name:
-                    return _msgs.ORDER_EXACT_MISMATCH.format(
+                    return _messages.ORDER_EXACT_MISMATCH.format(
                         order=order, index=position, expected=want, actual=event.name
                     )
             if len(names) != len(events):
-                return _msgs.ORDER_EXACT_LENGTH.format(
+                return _messages.ORDER_EXACT_LENGTH.format(
                     order=order, expected=len(names), actual=len(events)
                 )
             return None
@@ -384,8 +386,8 @@ class EventRecorder:
                 position += 1
             if position == len(events):
                 if previous is None:
-                    return _msgs.ORDER_NOT_SUBSEQUENCE_FIRST.format(order=order, missing=want)
-                return _msgs.ORDER_NOT_SUBSEQUENCE.format(
+                    return _messages.ORDER_NOT_SUBSEQUENCE_FIRST.format(order=order, missing=want)
+                return _messages.ORDER_NOT_SUBSEQUENCE.format(
                     order=order, found=previous.name, index=previous.index, missing=want
                 )
             previous = events[position]
@@ -453,7 +455,7 @@ class EventRecorder:
         return self.missing_message(
             name,
             fields,
-            _msgs.NOT_PUBLISHED_IN_TIME.format(
+            _messages.NOT_PUBLISHED_IN_TIME.format(
                 what=_describe(name, fields), timeout=_format_timeout(timeout)
             ),
         )
@@ -482,7 +484,7 @@ def publishes_failures(
 ) -> str | None:
     """The verdict of the ``publishes`` markers: ``None`` if all were met, else the text."""
     failures = [
-        _msgs.MARKER_PUBLISHES_PREFIX + recorder.missing_message(name, fields)
+        _messages.MARKER_PUBLISHES_PREFIX + recorder.missing_message(name, fields)
         for name, fields in expectations
         if not recorder.find(name, **fields)
     ]

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pytest_quantum_p1 import _msgs
-from pytest_quantum_p1._config import format_duration, parse_duration
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._units import format_duration, parse_duration, percentile
 
 if TYPE_CHECKING:
     import pytest
@@ -82,19 +82,14 @@ def _budget_ns(budget: Budget) -> int:
             return parse_duration(budget)
         except ValueError:
             raise ValueError(
-                _msgs.USAGE_BAD_VALUE.format(
-                    source="latency budget", expected=_msgs.EXPECT_DURATION, value=budget
+                _messages.USAGE_BAD_VALUE.format(
+                    source="latency budget", expected=_messages.EXPECT_DURATION, value=budget
                 )
             ) from None
     raise TypeError(
         f"a latency budget is a duration string, a timedelta or int nanoseconds, "
         f"got {type(budget).__name__}"
     )
-
-
-def _nearest_rank(ordered: Sequence[float], fraction: float) -> float:
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass(frozen=True)
@@ -123,9 +118,9 @@ class LatencyStats:
             raise ValueError("no latency samples to summarise")
         ordered = sorted(samples)
         return cls(
-            p50_ns=_nearest_rank(ordered, 0.50),
-            p99_ns=_nearest_rank(ordered, 0.99),
-            p999_ns=_nearest_rank(ordered, 0.999),
+            p50_ns=percentile(ordered, 50),
+            p99_ns=percentile(ordered, 99),
+            p999_ns=percentile(ordered, 99.9),
             mean_ns=math.fsum(samples) / len(samples),
             calls=len(samples) * batch,
             samples=tuple(samples),
@@ -170,7 +165,7 @@ class LatencyStats:
         raise AssertionError(
             "\n".join(
                 [
-                    _msgs.LATENCY_OVER_BUDGET.format(
+                    _messages.LATENCY_OVER_BUDGET.format(
                         percentile=percentile,
                         measured=format_duration(measured),
                         budget=format_duration(limit),
@@ -181,8 +176,8 @@ class LatencyStats:
                     f"  - p99: {format_duration(self.p99_ns)}",
                     f"  - p99.9: {format_duration(self.p999_ns)}",
                     f"  - mean: {format_duration(self.mean_ns)}",
-                    _msgs.LATENCY_TUNE,
-                    _msgs.LATENCY_READ_MORE,
+                    _messages.LATENCY_TUNE,
+                    _messages.LATENCY_READ_MORE,
                 ]
             )
         )
@@ -265,7 +260,7 @@ def measure_latency(
                 coroutine.close()
                 if inspect.iscoroutine(first):
                     first.close()
-                raise RuntimeError(_msgs.LATENCY_IN_RUNNING_LOOP)
+                raise RuntimeError(_messages.LATENCY_IN_RUNNING_LOOP)
             import asyncio
 
             runner = asyncio.run
@@ -323,7 +318,7 @@ class LatencyRecorder:
             if label == "<lambda>":
                 label = f"call{len(self.results) + 1}"
         if label in self.results:
-            raise ValueError(_msgs.LATENCY_LABEL_TAKEN.format(label=label))
+            raise ValueError(_messages.LATENCY_LABEL_TAKEN.format(label=label))
         return label
 
     def _record(

@@ -5,23 +5,30 @@ builds a :class:`P1Target` and naming it with ``p1_target = module:attr``.
 Everything the harness checks goes through this object; nothing else about the
 backend is assumed. ``reference_impl/p1_target.py`` is the worked example.
 
-This module imports nothing heavy (no redis, no hypothesis): it is loaded with
-the plugin.
+This module imports nothing heavy (no redis, no hypothesis, not the target):
+the option definitions import it for :data:`DEFAULT_TARGET`.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import pytest
+
+from pytest_quantum_p1 import _messages
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "DEFAULT_CHANNEL",
     "DEFAULT_TARGET",
+    "TARGET_KEY",
     "Bus",
     "Clock",
     "EventHandler",
@@ -31,11 +38,16 @@ __all__ = [
     "StoreFactory",
     "TargetError",
     "V2Rules",
+    "load_configured_target",
     "load_target",
+    "resolve",
 ]
 
 #: What ``p1_target`` names when the user names nothing.
 DEFAULT_TARGET = "reference_impl.p1_target:TARGET"
+
+#: The pub/sub channel a store's invalidations travel on, unless the target says otherwise.
+DEFAULT_CHANNEL = "policy:invalidate"
 
 #: A monotonic clock in seconds, injected into stores so TTLs can be driven.
 Clock = Callable[[], float]
@@ -145,7 +157,7 @@ class P1Target:
     #: The TTL, in seconds of the injected clock, that the factory's stores use.
     policy_ttl: float
     v2: V2Rules
-    invalidation_channel: str = "policy:invalidate"
+    invalidation_channel: str = DEFAULT_CHANNEL
     #: ``(bus, redis client) -> report``; healthy when ``report["status"] == "ok"``.
     health: Callable[[Bus, Redis], Awaitable[Mapping[str, Any]]] | None = None
     #: Free-form facts shown in the report header.
@@ -156,26 +168,55 @@ class TargetError(Exception):
     """The configured target cannot be loaded or is not a :class:`P1Target`."""
 
 
+def resolve(spec: str) -> object:
+    """The object ``spec`` names: ``package.module:attr``, where ``attr`` may be dotted.
+
+    The one ``module:attr`` resolver of the harness (targets, store factories,
+    the v2 engine class). Raises :class:`TargetError` saying what is wrong:
+    the shape, a module that cannot be imported or raises, a missing attribute.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise TargetError(_messages.SPEC_INVALID.format(spec=spec))
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TargetError(
+            _messages.SPEC_NOT_IMPORTABLE.format(module=module_name, error=exc)
+        ) from exc
+    except Exception as exc:  # the module itself is broken: still the user's setting to fix
+        raise TargetError(
+            _messages.SPEC_MODULE_RAISED.format(
+                module=module_name, type=type(exc).__name__, error=exc
+            )
+        ) from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(
+                _messages.SPEC_NO_ATTRIBUTE.format(module=module_name, attr=attr)
+            ) from None
+    return obj
+
+
+def accepts(fn: Callable[..., object], count: int) -> bool:
+    """Whether ``fn`` can be called with ``count`` positional arguments."""
+    try:
+        inspect.signature(fn).bind(*([None] * count))
+    except TypeError:
+        return False
+    except ValueError:  # no signature (some builtins): assume the documented form
+        return count == 2
+    return True
+
+
 def load_target(spec: str) -> P1Target:
     """Import ``module:attr`` and return the :class:`P1Target` it names.
 
     ``attr`` may also be a zero-argument callable returning the target.
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise TargetError(f"p1_target must look like 'package.module:attr', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TargetError(f"cannot import target module {module_name!r}: {exc}") from exc
-    except Exception as exc:  # the module itself is broken: still the user's setting to fix
-        raise TargetError(
-            f"importing target module {module_name!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
-    try:
-        obj: object = getattr(module, attr)
-    except AttributeError:
-        raise TargetError(f"module {module_name!r} has no attribute {attr!r}") from None
+    obj = resolve(spec)
     if not isinstance(obj, P1Target) and callable(obj):
         try:
             obj = obj()
@@ -184,3 +225,25 @@ def load_target(spec: str) -> P1Target:
     if not isinstance(obj, P1Target):
         raise TargetError(f"{spec} is a {type(obj).__name__}, not a pytest_quantum_p1.P1Target")
     return obj
+
+
+#: The loaded target, cached once the first fixture needs it.
+TARGET_KEY = pytest.StashKey[P1Target]()
+
+
+def load_configured_target(config: pytest.Config, spec: str, source: str) -> P1Target:
+    """The target ``spec`` (set by ``source``), imported on first use and cached in ``config.stash``.
+
+    Raises :class:`TargetError` with the message users read, naming the setting to fix.
+    """
+    cached = config.stash.get(TARGET_KEY, None)
+    if cached is not None:
+        return cached
+    try:
+        target = load_target(spec)
+    except TargetError as exc:
+        raise TargetError(
+            _messages.TARGET_LOAD_FAILED.format(spec=spec, source=source, error=exc)
+        ) from exc
+    config.stash[TARGET_KEY] = target
+    return target

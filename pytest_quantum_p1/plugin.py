@@ -7,46 +7,25 @@ the fixtures that need them, when a test first asks for one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_quantum_p1 import _config, _msgs
+from pytest_quantum_p1 import _messages, _options
 
 if TYPE_CHECKING:
-    import asyncio
-
     from redis.asyncio import Redis
-    from redis.asyncio.connection import AbstractConnection
 
     from pytest_quantum_p1._clock import VirtualClock
-    from pytest_quantum_p1._cluster import PolicyCluster
+    from pytest_quantum_p1._cluster import PolicyCluster, PolicyClusterFactory
     from pytest_quantum_p1._events import EventRecorder
     from pytest_quantum_p1._latency import LatencyRecorder
-    from pytest_quantum_p1._redis import RedisServer
+    from pytest_quantum_p1._redis.clients import TrackedClients
+    from pytest_quantum_p1._redis.server import RedisServer
+    from pytest_quantum_p1._redis.source import RedisFactory, RedisSource
     from pytest_quantum_p1._target import P1Target
     from pytest_quantum_p1._v2 import V2Guard, V2ScanResult
-
-__all__ = ["PolicyClusterFactory", "RedisFactory"]
-
-
-class RedisFactory(Protocol):
-    """The ``p1_redis_factory`` fixture: a new ``redis.asyncio`` client on the selected Redis.
-
-    Keyword arguments go to the client (``decode_responses=True``, ...).
-    """
-
-    def __call__(self, **kwargs: Any) -> Redis: ...
-
-
-class PolicyClusterFactory(Protocol):
-    """The ``policy_cluster`` fixture: ``policy_cluster(instances=None, *, timeout=10.0, processes=False)``."""
-
-    def __call__(
-        self, instances: int | None = None, *, timeout: float = 10.0, processes: bool = False
-    ) -> PolicyCluster: ...
-
 
 #: The ``publishes`` expectations of a test and the recorder that checks them.
 _PUBLISHES_KEY = pytest.StashKey[tuple["EventRecorder", list[tuple[str, dict[str, Any]]]]]()
@@ -62,12 +41,12 @@ _ACCEPTANCE_HOOKS_NAME = "quantum_p1.acceptance"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    _config.register_options(parser)
+    _options.register_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    settings = config.stash[_config.SETTINGS_KEY] = _config.settings_from_config(config)
-    for line in _config.MARKERS:
+    settings = config.stash[_options.SETTINGS_KEY] = _options.settings_from_config(config)
+    for line in _options.MARKERS:
         config.addinivalue_line("markers", line)
     if settings.run:
         # The acceptance run's hooks exist only in a --p1 run.
@@ -83,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return _config.header_line(config.stash[_config.SETTINGS_KEY])
+    return _options.header_line(config.stash[_options.SETTINGS_KEY])
 
 
 @pytest.hookimpl(wrapper=True)
@@ -108,9 +87,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 
 @pytest.fixture(scope="session")
-def p1_settings(pytestconfig: pytest.Config) -> _config.P1Settings:
+def p1_settings(pytestconfig: pytest.Config) -> _options.P1Settings:
     """The effective quantum-p1 settings of this run (a frozen ``P1Settings``)."""
-    return pytestconfig.stash[_config.SETTINGS_KEY]
+    return pytestconfig.stash[_options.SETTINGS_KEY]
 
 
 @pytest.fixture(scope="session")
@@ -119,10 +98,11 @@ def p1_target(pytestconfig: pytest.Config) -> P1Target:
 
     A target that cannot be loaded is an error naming the setting to fix.
     """
-    from pytest_quantum_p1._target import TargetError
+    from pytest_quantum_p1._target import TargetError, load_configured_target
 
+    settings = pytestconfig.stash[_options.SETTINGS_KEY]
     try:
-        return _config.load_configured_target(pytestconfig)
+        return load_configured_target(pytestconfig, settings.target, settings.target_source)
     except TargetError as exc:
         problem = str(exc)
     # Outside the ``except``: the report shows our message, not a chained traceback.
@@ -147,7 +127,7 @@ def p1_events(p1_target: P1Target) -> Iterator[EventRecorder]:
 
 
 @pytest.fixture
-def p1_latency(request: pytest.FixtureRequest, p1_settings: _config.P1Settings) -> LatencyRecorder:
+def p1_latency(request: pytest.FixtureRequest, p1_settings: _options.P1Settings) -> LatencyRecorder:
     """Measures per-call latency percentiles of a sync or async callable after warm-up.
 
     ``p1_latency(fn, label=None, budget=None, percentile="p99", warmup=100,
@@ -177,7 +157,7 @@ def _p1_markers(request: pytest.FixtureRequest) -> None:
     if forbid_v2 and problem is None:
         misused = next((m for m in forbid_v2 if m.args or m.kwargs), None)
         if misused is not None:
-            problem = _msgs.MARKER_FORBID_V2_MISUSE.format(
+            problem = _messages.MARKER_FORBID_V2_MISUSE.format(
                 nodeid=node.nodeid, args=_marker_args(misused)
             )
         else:
@@ -199,7 +179,7 @@ def _arm_publishes(request: pytest.FixtureRequest, markers: list[pytest.Mark]) -
         try:
             expectations.append(publishes_signature(*marker.args, **marker.kwargs))
         except TypeError:
-            return _msgs.MARKER_PUBLISHES_MISUSE.format(
+            return _messages.MARKER_PUBLISHES_MISUSE.format(
                 nodeid=request.node.nodeid, args=_marker_args(marker)
             )
     recorder: EventRecorder = request.getfixturevalue("p1_events")
@@ -207,7 +187,7 @@ def _arm_publishes(request: pytest.FixtureRequest, markers: list[pytest.Mark]) -
         try:
             recorder.check_name(name)
         except UnknownEventName as exc:
-            return _msgs.MARKER_PUBLISHES_PREFIX + str(exc)
+            return _messages.MARKER_PUBLISHES_PREFIX + str(exc)
     request.node.stash[_PUBLISHES_KEY] = (recorder, expectations)
     return None
 
@@ -215,110 +195,44 @@ def _arm_publishes(request: pytest.FixtureRequest, markers: list[pytest.Mark]) -
 # -- Redis ----------------------------------------------------------------------------
 
 
-async def _disconnect_at_loop_shutdown(connection: AbstractConnection) -> AsyncGenerator[None]:
-    try:
-        yield
-    finally:
-        await connection.disconnect()
-
-
-class _RedisClients:
-    """The clients one test made on the selected Redis, and their clean-up.
-
-    A ``redis.asyncio`` connection can only be closed on the event loop it
-    connected on, and a sync fixture tears down after that loop (typically an
-    ``asyncio.run``) is gone. So each real connection parks an async generator
-    on its loop; ``asyncio.run``, ``asyncio.Runner`` (pytest-asyncio, anyio)
-    and the harness's portal close those before closing the loop, and that
-    disconnects the connection. Teardown closes what is left on live loops.
-    """
-
-    def __init__(self, make: Callable[..., Redis], *, real: bool) -> None:
-        self._make = make
-        self._real = real
-        self._clients: list[Redis] = []
-        self._closers: list[tuple[asyncio.AbstractEventLoop, AsyncGenerator[None]]] = []
-
-    def untracked(self, **kwargs: Any) -> Redis:
-        """A client whose owner closes it (the policy cluster closes its own)."""
-        return self._make(**kwargs)
-
-    def __call__(self, **kwargs: Any) -> Redis:
-        if self._real:
-            kwargs.setdefault("redis_connect_func", self._on_connect)
-        client = self._make(**kwargs)
-        self._clients.append(client)
-        return client
-
-    async def _on_connect(self, connection: AbstractConnection) -> None:
-        import asyncio
-
-        await connection.on_connect()
-        closer = _disconnect_at_loop_shutdown(connection)
-        await anext(closer)  # first iteration registers it with the running loop
-        self._closers.append((asyncio.get_running_loop(), closer))
-
-    def close(self) -> None:
-        import asyncio
-
-        for loop, closer in self._closers:
-            if loop.is_closed():  # its shutdown already ran the closer
-                continue
-            if loop.is_running():  # on another thread (a portal, a session loop)
-                asyncio.run_coroutine_threadsafe(closer.aclose(), loop).result(10)
-            else:
-                loop.run_until_complete(closer.aclose())
-        for client in self._clients:
-            asyncio.run(client.aclose())
-
-
 @pytest.fixture(scope="session")
-def _p1_redis_server(p1_settings: _config.P1Settings) -> Iterator[RedisServer]:
-    from pytest_quantum_p1._redis import require_redis_server
+def _p1_redis_server(p1_settings: _options.P1Settings) -> Iterator[RedisServer]:
+    from pytest_quantum_p1._redis.server import require_redis_server
 
     with require_redis_server(
-        p1_settings.redis_binary, why=_msgs.REDIS_SERVER_UNAVAILABLE
+        p1_settings.redis_binary, why=_messages.REDIS_SERVER_UNAVAILABLE
     ) as server:
         yield server
 
 
 @pytest.fixture
-def _p1_redis_clients(
-    request: pytest.FixtureRequest, p1_settings: _config.P1Settings
-) -> Iterator[_RedisClients]:
+def _p1_redis_source(
+    request: pytest.FixtureRequest, p1_settings: _options.P1Settings
+) -> RedisSource:
+    from pytest_quantum_p1._redis.source import RedisSource
+
     mode = p1_settings.redis_mode
     if mode == "fake":
-        import fakeredis
+        return RedisSource.fake()  # one server per test: isolation without flushing
+    if mode == "server":
+        server: RedisServer = request.getfixturevalue("_p1_redis_server")
+        source = RedisSource.server(server.url)
+        source.flush()  # the server is private to this session: emptying it is safe
+        return source
+    return RedisSource.external(p1_settings.redis)  # someone else's server: never flushed
 
-        fake_server = fakeredis.FakeServer()  # one per test: isolation without flushing
 
-        def make_fake(**kwargs: Any) -> Redis:
-            return fakeredis.FakeAsyncRedis(server=fake_server, **kwargs)
+@pytest.fixture
+def _p1_redis_clients(_p1_redis_source: RedisSource) -> Iterator[TrackedClients]:
+    from pytest_quantum_p1._redis.clients import TrackedClients
 
-        clients = _RedisClients(make_fake, real=False)
-    else:
-        import redis
-        import redis.asyncio
-
-        if mode == "server":
-            server: RedisServer = request.getfixturevalue("_p1_redis_server")
-            url = server.url
-            # The server is private to this session: emptying it is safe.
-            with redis.Redis.from_url(url) as admin:
-                admin.flushall()
-        else:
-            url = p1_settings.redis  # someone else's server: never flushed
-
-        def make_real(**kwargs: Any) -> Redis:
-            return redis.asyncio.Redis.from_url(url, **kwargs)
-
-        clients = _RedisClients(make_real, real=True)
+    clients = TrackedClients(_p1_redis_source)
     yield clients
     clients.close()
 
 
 @pytest.fixture
-def p1_redis(_p1_redis_clients: _RedisClients) -> Redis:
+def p1_redis(_p1_redis_clients: TrackedClients) -> Redis:
     """A ``redis.asyncio`` client on the selected Redis (``--p1-redis``), closed after the test.
 
     ``fake``: a fakeredis server of this test's own. ``server``: a private
@@ -330,7 +244,7 @@ def p1_redis(_p1_redis_clients: _RedisClients) -> Redis:
 
 
 @pytest.fixture
-def p1_redis_factory(_p1_redis_clients: _RedisClients) -> RedisFactory:
+def p1_redis_factory(_p1_redis_clients: TrackedClients) -> RedisFactory:
     """Makes new ``redis.asyncio`` clients on the same Redis as ``p1_redis`` (closed after the test).
 
     ``p1_redis_factory(decode_responses=True)``: keyword arguments go to the client.
@@ -355,9 +269,9 @@ def virtual_clock() -> VirtualClock:
 @pytest.fixture
 def policy_cluster(
     p1_target: P1Target,
-    p1_settings: _config.P1Settings,
+    p1_settings: _options.P1Settings,
     virtual_clock: VirtualClock,
-    _p1_redis_clients: _RedisClients,
+    _p1_redis_source: RedisSource,
 ) -> Iterator[PolicyClusterFactory]:
     """Builds N policy-store instances of the target sharing one Redis; closed after the test.
 
@@ -380,7 +294,7 @@ def policy_cluster(
         cluster = PolicyCluster.open(
             # Child processes import the target by name; objects stay here.
             p1_settings.target if processes else p1_target.store_factory,
-            _p1_redis_clients.untracked,
+            _p1_redis_source.client,
             instances=p1_settings.instances if instances is None else instances,
             clock=virtual_clock,
             channel=p1_target.invalidation_channel,
@@ -422,7 +336,7 @@ def v2_guard(p1_target: P1Target) -> Iterator[V2Guard]:
     try:
         guard.start()
     except (ImportError, ValueError, TypeError) as exc:
-        problem = _msgs.V2_ENGINE_UNAVAILABLE.format(spec=rules.engine_class, error=exc)
+        problem = _messages.V2_ENGINE_UNAVAILABLE.format(spec=rules.engine_class, error=exc)
     else:
         try:
             yield guard

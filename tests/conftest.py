@@ -11,7 +11,7 @@ import redis
 import redis.asyncio
 from redis.asyncio import Redis
 
-from pytest_quantum_p1._redis import RedisServer, require_redis_server
+from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 
 pytest_plugins = ["pytester"]
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-# The plugin module, and with it _config and its StashKeys, imported once for the
+# The plugin module, and with it _options and its StashKeys, imported once for the
 # session: in-process pytester runs drop the modules they imported, and a plugin
 # imported afresh beside an older _acceptance would read the settings under
 # another key.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pytest_quantum_p1 import _config, _msgs
+from pytest_quantum_p1 import _messages, _options, _units
 from pytest_quantum_p1._acceptance import criteria_for
 from reference_impl.p1_target import TARGET
 from tests.plugin import broken_targets as broken
@@ -197,7 +197,7 @@ BREAKS = [
     Break(
         "P1-2.cached-read",
         broken.store_with_a_stalling_hit_path,
-        (f"over the {_config.format_duration(25_000)} budget", "- p99: "),
+        (f"over the {_units.format_duration(25_000)} budget", "- p99: "),
         "Keep the hit path free of I/O, locks and copies",
         options=(f"--p1-latency-budget={broken.STALL_BUDGET}",),
     ),
@@ -360,7 +360,8 @@ def test_a_target_that_cannot_be_imported_is_a_usage_error(pytester: pytest.Pyte
     result.stderr.fnmatch_lines(
         [
             "ERROR: quantum-p1: cannot load the target 'no_such_backend.harness:TARGET' "
-            "(from --p1-target): cannot import target module 'no_such_backend.harness': *",
+            "(from --p1-target): "
+            + _messages.SPEC_NOT_IMPORTABLE.format(module="no_such_backend.harness", error="*"),
             "Name a module attribute holding a pytest_quantum_p1.P1Target *",
         ]
     )
@@ -380,8 +381,8 @@ def test_a_target_that_is_not_a_p1target_is_a_usage_error(pytester: pytest.Pytes
 def test_a_bad_workload_is_a_usage_error(pytester: pytest.Pytester, workload: str) -> None:
     result = run_p1(pytester, f"--p1-workload={workload}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    message = _msgs.USAGE_BAD_VALUE.format(
-        source=_config.OPT_WORKLOAD, expected=_msgs.EXPECT_WORKLOAD, value=workload
+    message = _messages.USAGE_BAD_VALUE.format(
+        source=_options.OPT_WORKLOAD, expected=_messages.EXPECT_WORKLOAD, value=workload
     )
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
 

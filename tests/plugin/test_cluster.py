@@ -30,7 +30,6 @@ from pytest_quantum_p1._cluster import (
     NOT_SUBSCRIBED,
     ClusterTimeout,
     PolicyCluster,
-    percentile,
 )
 from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
 from tests.conftest import RedisBackend
@@ -602,16 +601,6 @@ def test_instances_are_checked(make_cluster: MakeCluster) -> None:
     assert len(cluster) == cluster.size == 2
     with pytest.raises(ValueError, match="at least one instance, got 0"):
         make_cluster(factory_of(TinyStore), instances=0)
-
-
-def test_percentile_interpolates_like_numpy() -> None:
-    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
-    assert percentile([1.0, 2.0, 3.0, 4.0], 99) == pytest.approx(3.97)
-    assert percentile([7.0], 99) == 7.0
-    with pytest.raises(ValueError, match="no values"):
-        percentile([], 50)
-    with pytest.raises(ValueError, match="within"):
-        percentile([1.0], 101)
 
 
 # -- the virtual clock ----------------------------------------------------------------------

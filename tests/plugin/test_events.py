@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_quantum_p1 import ANY, EventRecorder, RecordedEvent, UnknownEventName, _msgs
+from pytest_quantum_p1 import ANY, EventRecorder, RecordedEvent, UnknownEventName, _messages
 from reference_impl.core.event_bus import EventBus, EventSpec
 
 NAMES = ("order.placed", "order.cancelled", "order.shipped", "mode.changed")
@@ -148,18 +148,18 @@ def test_assert_published_failure_lists_the_closest_match_first_with_its_differe
     with pytest.raises(AssertionError) as info:
         events.assert_published("mode.changed", new_mode="defensive", reason=ANY)
     assert str(info.value).splitlines() == [
-        _msgs.NOT_PUBLISHED.format(
+        _messages.NOT_PUBLISHED.format(
             what="'mode.changed' with fields {'new_mode': 'defensive', 'reason': <ANY>}"
         ),
-        _msgs.PUBLISHED_HEADING.format(count=3),
+        _messages.PUBLISHED_HEADING.format(count=3),
         "  - #1 mode.changed {'old_mode': 'normal', 'new_mode': 'normal'}",
         "      new_mode: expected 'defensive', got 'normal'",
         "      reason: missing from the payload",
         # Then the other names, most similar first.
         "  - #0 order.placed {'id': 1}",
         "  - #2 order.shipped {'id': 1}",
-        _msgs.NOT_PUBLISHED_TUNE,
-        _msgs.EVENTS_READ_MORE,
+        _messages.NOT_PUBLISHED_TUNE,
+        _messages.EVENTS_READ_MORE,
     ]
 
 
@@ -167,15 +167,15 @@ def test_assert_published_failure_when_nothing_was_published(events: EventRecord
     with pytest.raises(AssertionError) as info:
         events.assert_published("order.placed")
     assert str(info.value).splitlines()[:2] == [
-        _msgs.NOT_PUBLISHED.format(what="'order.placed'"),
-        _msgs.PUBLISHED_NONE,
+        _messages.NOT_PUBLISHED.format(what="'order.placed'"),
+        _messages.PUBLISHED_NONE,
     ]
 
 
 def test_a_long_recording_is_summarised(bus: EventBus, events: EventRecorder) -> None:
     for number in range(20):
         publish(bus, "order.placed", id=number)
-    with pytest.raises(AssertionError, match=re.escape(_msgs.PUBLISHED_MORE.format(count=5))):
+    with pytest.raises(AssertionError, match=re.escape(_messages.PUBLISHED_MORE.format(count=5))):
         events.assert_published("order.placed", id=99)
 
 
@@ -186,11 +186,11 @@ def test_assert_not_published(bus: EventBus, events: EventRecorder) -> None:
     with pytest.raises(AssertionError) as info:
         events.assert_not_published("order.placed", id=ANY)
     assert str(info.value).splitlines() == [
-        _msgs.PUBLISHED_BUT_FORBIDDEN.format(what="'order.placed' with fields {'id': <ANY>}"),
-        _msgs.PUBLISHED_MATCHING.format(count=1),
+        _messages.PUBLISHED_BUT_FORBIDDEN.format(what="'order.placed' with fields {'id': <ANY>}"),
+        _messages.PUBLISHED_MATCHING.format(count=1),
         "  - #0 order.placed {'id': 1}",
-        _msgs.PUBLISHED_BUT_FORBIDDEN_TUNE,
-        _msgs.EVENTS_READ_MORE,
+        _messages.PUBLISHED_BUT_FORBIDDEN_TUNE,
+        _messages.EVENTS_READ_MORE,
     ]
 
 
@@ -211,14 +211,14 @@ def test_assert_order_subsequence_and_exact(bus: EventBus, events: EventRecorder
         (
             ("order.cancelled", "order.placed"),
             False,
-            _msgs.ORDER_NOT_SUBSEQUENCE_FIRST.format(
+            _messages.ORDER_NOT_SUBSEQUENCE_FIRST.format(
                 order="'order.cancelled' -> 'order.placed'", missing="order.cancelled"
             ),
         ),
         (
             ("order.shipped", "order.placed"),
             False,
-            _msgs.ORDER_NOT_SUBSEQUENCE.format(
+            _messages.ORDER_NOT_SUBSEQUENCE.format(
                 order="'order.shipped' -> 'order.placed'",
                 found="order.shipped",
                 index=2,
@@ -228,7 +228,7 @@ def test_assert_order_subsequence_and_exact(bus: EventBus, events: EventRecorder
         (
             ("order.placed", "order.shipped"),
             True,
-            _msgs.ORDER_EXACT_MISMATCH.format(
+            _messages.ORDER_EXACT_MISMATCH.format(
                 order="'order.placed' -> 'order.shipped'",
                 index=1,
                 expected="order.shipped",
@@ -238,7 +238,7 @@ def test_assert_order_subsequence_and_exact(bus: EventBus, events: EventRecorder
         (
             ("order.placed", "mode.changed"),
             True,
-            _msgs.ORDER_EXACT_LENGTH.format(
+            _messages.ORDER_EXACT_LENGTH.format(
                 order="'order.placed' -> 'mode.changed'", expected=2, actual=3
             ),
         ),
@@ -257,12 +257,12 @@ def test_assert_order_failures(
         events.assert_order(*expected, exact=exact)
     assert str(info.value).splitlines() == [
         headline,
-        _msgs.PUBLISHED_IN_ORDER.format(count=3),
+        _messages.PUBLISHED_IN_ORDER.format(count=3),
         "  - #0 order.placed {}",
         "  - #1 mode.changed {}",
         "  - #2 order.shipped {}",
-        _msgs.ORDER_TUNE,
-        _msgs.EVENTS_READ_MORE,
+        _messages.ORDER_TUNE,
+        _messages.EVENTS_READ_MORE,
     ]
 
 
@@ -290,9 +290,9 @@ def test_unknown_names_fail_at_once_naming_the_closest(
         call(events)
     assert info.value.suggestions == ["mode.changed"]
     assert str(info.value).splitlines() == [
-        _msgs.UNKNOWN_EVENT.format(name="mode.chnged")
-        + _msgs.UNKNOWN_EVENT_SUGGEST.format(suggestions="'mode.changed'"),
-        _msgs.UNKNOWN_EVENT_CATALOGUE.format(count=4, names=", ".join(sorted(NAMES))).strip(),
+        _messages.UNKNOWN_EVENT.format(name="mode.chnged")
+        + _messages.UNKNOWN_EVENT_SUGGEST.format(suggestions="'mode.changed'"),
+        _messages.UNKNOWN_EVENT_CATALOGUE.format(count=4, names=", ".join(sorted(NAMES))).strip(),
     ]
 
 
@@ -371,10 +371,10 @@ def test_wait_for_times_out_with_what_was_published(
     with pytest.raises(AssertionError) as info:
         wait(events, "order.placed", 0.05, id=2)
     assert str(info.value).splitlines()[:4] == [
-        _msgs.NOT_PUBLISHED_IN_TIME.format(
+        _messages.NOT_PUBLISHED_IN_TIME.format(
             what="'order.placed' with fields {'id': 2}", timeout="0.05s"
         ),
-        _msgs.PUBLISHED_HEADING.format(count=1),
+        _messages.PUBLISHED_HEADING.format(count=1),
         "  - #0 order.placed {'id': 1}",
         "      id: expected 2, got 1",
     ]
@@ -432,15 +432,15 @@ def test_fixture_passing_and_failing_as_users_see_it(tiny: pytest.Pytester) -> N
         [
             '>       p1_events.assert_published("mode.changed", new_mode="defensive")',
             *_tail(
-                _msgs.NOT_PUBLISHED.format(
+                _messages.NOT_PUBLISHED.format(
                     what="'mode.changed' with fields {'new_mode': 'defensive'}"
                 ),
-                _msgs.PUBLISHED_HEADING.format(count=2),
+                _messages.PUBLISHED_HEADING.format(count=2),
                 "  - #1 mode.changed {'old_mode': 'normal', 'new_mode': 'normal'}",
                 "      new_mode: expected 'defensive', got 'normal'",
                 "  - #0 order.placed {'id': 1}",
-                _msgs.NOT_PUBLISHED_TUNE,
-                _msgs.EVENTS_READ_MORE,
+                _messages.NOT_PUBLISHED_TUNE,
+                _messages.EVENTS_READ_MORE,
             ),
         ]
     )
@@ -491,7 +491,7 @@ def test_capture_gives_each_hypothesis_example_its_own_recording(tiny: pytest.Py
     result = tiny.runpytest("-p", "quantum_p1")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        [_e(_msgs.NOT_PUBLISHED.format(what="'order.placed' with fields {'id': 1}"))]
+        [_e(_messages.NOT_PUBLISHED.format(what="'order.placed' with fields {'id': 1}"))]
     )
 
 
@@ -523,14 +523,16 @@ def test_publishes_marker_passes_and_fails(tiny: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*_ test_breaks_it _*",
-            _msgs.MARKER_PUBLISHES_PREFIX
-            + _msgs.NOT_PUBLISHED.format(what="'order.cancelled' with fields {'reason': 'fraud'}"),
-            _msgs.PUBLISHED_HEADING.format(count=2),
+            _messages.MARKER_PUBLISHES_PREFIX
+            + _messages.NOT_PUBLISHED.format(
+                what="'order.cancelled' with fields {'reason': 'fraud'}"
+            ),
+            _messages.PUBLISHED_HEADING.format(count=2),
             "  - #1 order.cancelled {'reason': 'customer'}",
             "      reason: expected 'fraud', got 'customer'",
             "  - #0 order.placed {'id': 1}",
-            _msgs.NOT_PUBLISHED_TUNE,
-            _msgs.EVENTS_READ_MORE,
+            _messages.NOT_PUBLISHED_TUNE,
+            _messages.EVENTS_READ_MORE,
         ]
     )
     result.stdout.fnmatch_lines(["*AssertionError: the test's own failure*"])
@@ -538,7 +540,7 @@ def test_publishes_marker_passes_and_fails(tiny: pytest.Pytester) -> None:
     # the FAILURES section: under CI=true pytest does not truncate the short
     # summary, which repeats each message.
     failures = result.stdout.str().split("short test summary info")[0]
-    assert failures.count(_msgs.MARKER_PUBLISHES_PREFIX) == 1
+    assert failures.count(_messages.MARKER_PUBLISHES_PREFIX) == 1
 
 
 @pytest.mark.parametrize(
@@ -562,7 +564,7 @@ def test_publishes_marker_misuse_is_a_clear_error(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            _msgs.MARKER_PUBLISHES_MISUSE.format(
+            _messages.MARKER_PUBLISHES_MISUSE.format(
                 nodeid="test_publishes_marker_misuse_is_a_clear_error.py::test_misused",
                 args=shown,
             ).replace("[", "[[]")
@@ -586,9 +588,9 @@ def test_publishes_marker_with_an_unknown_name_fails_before_the_test_runs(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            _msgs.MARKER_PUBLISHES_PREFIX
-            + _msgs.UNKNOWN_EVENT.format(name="order.shiped")
-            + _msgs.UNKNOWN_EVENT_SUGGEST.format(suggestions="'order.shipped'")
+            _messages.MARKER_PUBLISHES_PREFIX
+            + _messages.UNKNOWN_EVENT.format(name="order.shiped")
+            + _messages.UNKNOWN_EVENT_SUGGEST.format(suggestions="'order.shipped'")
         ]
     )
     assert "must not run" not in result.stdout.str()

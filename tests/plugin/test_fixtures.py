@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from pytest_quantum_p1 import _msgs
+from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._cluster import NOT_CONVERGED
-from pytest_quantum_p1._redis import RedisServer, require_redis_server
+from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 from pytest_quantum_p1._v2 import RUNTIME_HEADLINE, SCAN_HEADLINE
 
 # A whole small backend: a bus, a policy store (STALE=1 in the environment
@@ -214,7 +214,7 @@ def test_a_missing_redis_server_skips_locally_and_fails_under_ci(
     result = pytester.runpytest("-p", "quantum_p1", "--p1-redis=server", "-rs")
     result.assert_outcomes(**{outcome: 1})
     result.stdout.fnmatch_lines(
-        ["*" + _msgs.REDIS_SERVER_UNAVAILABLE.format(error="cannot start a private Redis*")]
+        ["*" + _messages.REDIS_SERVER_UNAVAILABLE.format(error="cannot start a private Redis*")]
     )
 
 
@@ -365,7 +365,7 @@ def test_forbid_v2_misuse_is_a_clear_error(tiny: pytest.Pytester) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            _msgs.MARKER_FORBID_V2_MISUSE.format(
+            _messages.MARKER_FORBID_V2_MISUSE.format(
                 nodeid="test_forbid_v2_misuse_is_a_clear_error.py::test_misused",
                 args="'tinypkg.rogue'",
             )
@@ -385,7 +385,7 @@ def test_v2_guard_names_an_engine_class_it_cannot_import(
             re.sub(
                 r"\{error\}",
                 "No module named 'tinypkg.engine_v3'",
-                _msgs.V2_ENGINE_UNAVAILABLE.replace("{spec!r}", "'tinypkg.engine_v3:EngineV3'"),
+                _messages.V2_ENGINE_UNAVAILABLE.replace("{spec!r}", "'tinypkg.engine_v3:EngineV3'"),
             )
         ]
     )

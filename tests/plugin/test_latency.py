@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_quantum_p1 import LatencyStats, _msgs, measure_latency, measure_latency_async
+from pytest_quantum_p1 import LatencyStats, _messages, measure_latency, measure_latency_async
 from pytest_quantum_p1._latency import Budget
 
 SLOW_WORK = 20_000
@@ -93,7 +93,7 @@ def test_runner_runs_the_measurement_where_the_caller_wants() -> None:
 
 def test_in_a_running_loop_the_sync_form_says_to_use_the_async_one() -> None:
     async def scenario() -> LatencyStats:
-        with pytest.raises(RuntimeError, match=re.escape(_msgs.LATENCY_IN_RUNNING_LOOP)):
+        with pytest.raises(RuntimeError, match=re.escape(_messages.LATENCY_IN_RUNNING_LOOP)):
             measure_latency(_async_noop, calls=10)
         return await measure_latency_async(_async_noop, warmup=1, calls=10, batch=2)
 
@@ -139,14 +139,14 @@ def test_assert_below_failure_names_every_percentile_and_the_budget() -> None:
     with pytest.raises(AssertionError) as info:
         STATS.assert_below("3us")
     assert str(info.value).splitlines() == [
-        _msgs.LATENCY_OVER_BUDGET.format(percentile="p99", measured="5 us", budget="3 us"),
+        _messages.LATENCY_OVER_BUDGET.format(percentile="p99", measured="5 us", budget="3 us"),
         "Measured over 1000 calls (batches of 10, after 100 warm-up calls):",
         "  - p50: 1 us",
         "  - p99: 5 us",
         "  - p99.9: 9 us",
         "  - mean: 1.12 us",
-        _msgs.LATENCY_TUNE,
-        _msgs.LATENCY_READ_MORE,
+        _messages.LATENCY_TUNE,
+        _messages.LATENCY_READ_MORE,
     ]
 
 
@@ -205,8 +205,8 @@ def test_fixture_passes_fails_and_records_user_properties(pytester: pytest.Pytes
             "E         - p99: *",
             "E         - p99.9: *",
             "E         - mean: *",
-            f"E       {_msgs.LATENCY_TUNE}",
-            f"E       {_msgs.LATENCY_READ_MORE}",
+            f"E       {_messages.LATENCY_TUNE}",
+            f"E       {_messages.LATENCY_READ_MORE}",
         ]
     )
     assert "_latency.py" not in result.stdout.str()
@@ -232,7 +232,7 @@ def test_fixture_rejects_a_label_used_twice(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("-p", "quantum_p1")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E   *" + _msgs.LATENCY_LABEL_TAKEN.format(label="x")])
+    result.stdout.fnmatch_lines(["E   *" + _messages.LATENCY_LABEL_TAKEN.format(label="x")])
 
 
 def test_user_properties_survive_xdist(pytester: pytest.Pytester) -> None:

@@ -9,25 +9,25 @@ import textwrap
 
 import pytest
 
-from pytest_quantum_p1 import DEFAULT_TARGET, _config, _msgs
+from pytest_quantum_p1 import DEFAULT_TARGET, _messages, _options, _units
 
 ALL_OPTIONS = (
-    _config.OPT_TARGET,
-    _config.OPT_REDIS,
-    _config.OPT_REDIS_BINARY,
-    _config.OPT_RUN,
-    _config.OPT_REPORT,
-    _config.OPT_LATENCY_BUDGET,
-    _config.OPT_INSTANCES,
+    _options.OPT_TARGET,
+    _options.OPT_REDIS,
+    _options.OPT_REDIS_BINARY,
+    _options.OPT_RUN,
+    _options.OPT_REPORT,
+    _options.OPT_LATENCY_BUDGET,
+    _options.OPT_INSTANCES,
 )
 ALL_INI = (
-    _config.INI_TARGET,
-    _config.INI_REDIS,
-    _config.INI_REDIS_BINARY,
-    _config.INI_RUN,
-    _config.INI_REPORT,
-    _config.INI_LATENCY_BUDGET,
-    _config.INI_INSTANCES,
+    _options.INI_TARGET,
+    _options.INI_REDIS,
+    _options.INI_REDIS_BINARY,
+    _options.INI_RUN,
+    _options.INI_REPORT,
+    _options.INI_LATENCY_BUDGET,
+    _options.INI_INSTANCES,
 )
 #: The fixtures every user can see with ``pytest --fixtures``.
 PUBLIC_FIXTURES = (
@@ -48,11 +48,13 @@ HEAVY_MODULES = ("redis", "fakeredis", "hypothesis", "reference_impl", "asyncio"
 
 
 def _header(target: str = DEFAULT_TARGET, redis: str = "fake", details: str = "") -> str:
-    return _msgs.HEADER.format(target=target, redis=redis, details=details)
+    return _messages.HEADER.format(target=target, redis=redis, details=details)
 
 
 def _bad(source: str, expected: str, value: object) -> str:
-    return "ERROR: " + _msgs.USAGE_BAD_VALUE.format(source=source, expected=expected, value=value)
+    return "ERROR: " + _messages.USAGE_BAD_VALUE.format(
+        source=source, expected=expected, value=value
+    )
 
 
 # -- --help, markers, fixtures ------------------------------------------------------
@@ -167,15 +169,15 @@ def test_settings_fixture_holds_the_validated_values(pytester: pytest.Pytester) 
     [("1ms", 1_000_000), ("250us", 250_000), ("0.5s", 500_000_000), ("500ns", 500)],
 )
 def test_durations_parse(text: str, nanoseconds: int) -> None:
-    assert _config.parse_duration(text) == nanoseconds
+    assert _units.parse_duration(text) == nanoseconds
 
 
 @pytest.mark.parametrize(
     "text", ["1", "0ms", "-1ms", "1e3ms", "inf s", "ms", "1 m", "1.2.3ms", "1mss", ""]
 )
 def test_bad_durations_are_rejected_naming_the_accepted_forms(text: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(_msgs.EXPECT_DURATION)):
-        _config.parse_duration(text)
+    with pytest.raises(ValueError, match=re.escape(_messages.EXPECT_DURATION)):
+        _units.parse_duration(text)
 
 
 # -- usage errors ---------------------------------------------------------------------
@@ -186,43 +188,47 @@ def test_bad_durations_are_rejected_naming_the_accepted_forms(text: str) -> None
     [
         (
             ["--p1-redis=bogus"],
-            _bad(_config.OPT_REDIS, _msgs.EXPECT_REDIS, "bogus"),
+            _bad(_options.OPT_REDIS, _messages.EXPECT_REDIS, "bogus"),
         ),
         (
             ["--p1-redis=http://localhost:6379"],
-            _bad(_config.OPT_REDIS, _msgs.EXPECT_REDIS, "http://localhost:6379"),
+            _bad(_options.OPT_REDIS, _messages.EXPECT_REDIS, "http://localhost:6379"),
         ),
         (
             ["--p1-redis=redis://localhost:notaport"],
-            _bad(_config.OPT_REDIS, _msgs.EXPECT_REDIS, "redis://localhost:notaport"),
+            _bad(_options.OPT_REDIS, _messages.EXPECT_REDIS, "redis://localhost:notaport"),
         ),
         (
             ["--p1-target=no_colon_here"],
-            _bad(_config.OPT_TARGET, _msgs.EXPECT_TARGET, "no_colon_here"),
+            _bad(_options.OPT_TARGET, _messages.EXPECT_TARGET, "no_colon_here"),
         ),
         (
             ["--p1-latency-budget=1"],
-            _bad(_config.OPT_LATENCY_BUDGET, _msgs.EXPECT_DURATION, "1"),
+            _bad(_options.OPT_LATENCY_BUDGET, _messages.EXPECT_DURATION, "1"),
         ),
         (
             ["--p1-latency-budget=0ms"],
-            _bad(_config.OPT_LATENCY_BUDGET, _msgs.EXPECT_DURATION, "0ms"),
+            _bad(_options.OPT_LATENCY_BUDGET, _messages.EXPECT_DURATION, "0ms"),
         ),
         (
             ["--p1-instances=1"],
-            _bad(_config.OPT_INSTANCES, _msgs.EXPECT_INSTANCES, "1"),
+            _bad(_options.OPT_INSTANCES, _messages.EXPECT_INSTANCES, "1"),
         ),
         (
             ["--p1-instances=four"],
-            _bad(_config.OPT_INSTANCES, _msgs.EXPECT_INSTANCES, "four"),
+            _bad(_options.OPT_INSTANCES, _messages.EXPECT_INSTANCES, "four"),
         ),
         (
             ["--p1-redis=server", "--p1-redis-binary=/nonexistent/redis-server"],
-            _bad(_config.OPT_REDIS_BINARY, _msgs.EXPECT_REDIS_BINARY, "/nonexistent/redis-server"),
+            _bad(
+                _options.OPT_REDIS_BINARY,
+                _messages.EXPECT_REDIS_BINARY,
+                "/nonexistent/redis-server",
+            ),
         ),
         (
             ["--p1-report=."],
-            _bad(_config.OPT_REPORT, _msgs.EXPECT_REPORT, "."),
+            _bad(_options.OPT_REPORT, _messages.EXPECT_REPORT, "."),
         ),
     ],
     ids=lambda value: value[0] if isinstance(value, list) else "",
@@ -241,19 +247,19 @@ def test_bad_option_is_a_usage_error_naming_the_valid_values(
     [
         (
             "p1_redis = bogus",
-            _bad("p1_redis (ini)", _msgs.EXPECT_REDIS, "bogus"),
+            _bad("p1_redis (ini)", _messages.EXPECT_REDIS, "bogus"),
         ),
         (
             "p1_target = nope",
-            _bad("p1_target (ini)", _msgs.EXPECT_TARGET, "nope"),
+            _bad("p1_target (ini)", _messages.EXPECT_TARGET, "nope"),
         ),
         (
             "p1_latency_budget = fast",
-            _bad("p1_latency_budget (ini)", _msgs.EXPECT_DURATION, "fast"),
+            _bad("p1_latency_budget (ini)", _messages.EXPECT_DURATION, "fast"),
         ),
         (
             "p1_instances = 0",
-            _bad("p1_instances (ini)", _msgs.EXPECT_INSTANCES, 0),
+            _bad("p1_instances (ini)", _messages.EXPECT_INSTANCES, 0),
         ),
         (
             "p1_instances = four",
@@ -297,11 +303,12 @@ def test_a_broken_target_does_not_matter_until_a_fixture_needs_it(
     )
     result = pytester.runpytest("-p", "quantum_p1", "--p1-target=no_such_backend.harness:TARGET")
     result.assert_outcomes(passed=1, errors=1)
-    message = _msgs.TARGET_LOAD_FAILED.format(
+    message = _messages.TARGET_LOAD_FAILED.format(
         spec="no_such_backend.harness:TARGET",
-        source=_config.OPT_TARGET,
-        error="cannot import target module 'no_such_backend.harness': "
-        "No module named 'no_such_backend'",
+        source=_options.OPT_TARGET,
+        error=_messages.SPEC_NOT_IMPORTABLE.format(
+            module="no_such_backend.harness", error="No module named 'no_such_backend'"
+        ),
     )
     result.stdout.fnmatch_lines(message.splitlines())
 
@@ -426,5 +433,5 @@ def test_every_public_name_is_exported_and_importable() -> None:
 def test_the_default_target_is_one_value_everywhere() -> None:
     from pytest_quantum_p1 import _target
 
-    # _config repeats it so that loading the plugin need not import _target.
-    assert _config.DEFAULT_TARGET == _target.DEFAULT_TARGET == DEFAULT_TARGET
+    # The option definitions take it from _target, which loads with the plugin.
+    assert _options.DEFAULT_TARGET is _target.DEFAULT_TARGET == DEFAULT_TARGET

@@ -26,7 +26,7 @@ from hypothesis import Phase, given
 from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
-from pytest_quantum_p1._redis import RedisServer
+from pytest_quantum_p1._redis.server import RedisServer
 from pytest_quantum_p1._stateful import (
     CACHED_ACROSS_LINK_LOSS,
     NOT_MONOTONIC,

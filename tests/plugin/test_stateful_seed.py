@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from pytest_quantum_p1._redis import RedisServer
+from pytest_quantum_p1._redis.server import RedisServer
 from pytest_quantum_p1._stateful import (
     CACHED_ACROSS_LINK_LOSS,
     NOT_MONOTONIC,

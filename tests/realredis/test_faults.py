@@ -29,7 +29,7 @@ import redis.asyncio
 
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._cluster import PolicyCluster
-from pytest_quantum_p1._redis import RedisServer, require_redis_server
+from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.errors import PolicyNotFoundError, StoreUnavailableError
 from tests.plugin.test_cluster import cache_everywhere

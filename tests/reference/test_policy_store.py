@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from pytest_quantum_p1._redis import (
+from pytest_quantum_p1._redis.server import (
     RedisServer,
     RedisServerUnavailable,
     free_port,

@@ -14,15 +14,14 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_quantum_p1 import _msgs
-
-if TYPE_CHECKING:
-    from pytest_quantum_p1._target import P1Target
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._target import DEFAULT_TARGET
+from pytest_quantum_p1._units import format_duration, parse_duration
 
 __all__ = [
     "DEFAULT_INSTANCES",
@@ -46,14 +45,10 @@ __all__ = [
     "OPT_TARGET",
     "OPT_WORKLOAD",
     "SETTINGS_KEY",
-    "TARGET_KEY",
     "P1Settings",
     "RedisMode",
     "Workload",
-    "format_duration",
     "header_line",
-    "load_configured_target",
-    "parse_duration",
     "redis_for_report",
     "register_options",
     "settings_from_config",
@@ -61,10 +56,6 @@ __all__ = [
 
 GROUP = "quantum-p1"
 
-#: The same value as the public ``pytest_quantum_p1.DEFAULT_TARGET`` (defined in
-#: ``_target``), repeated so that loading the plugin does not import the target
-#: protocol's module; tests/plugin/test_loading.py keeps the two equal.
-DEFAULT_TARGET = "reference_impl.p1_target:TARGET"
 
 OPT_TARGET = "--p1-target"
 OPT_REDIS = "--p1-redis"
@@ -173,8 +164,6 @@ class P1Settings:
 
 #: The validated settings of the run (set in ``pytest_configure``).
 SETTINGS_KEY = pytest.StashKey[P1Settings]()
-#: The loaded target, cached once the first fixture needs it.
-TARGET_KEY = pytest.StashKey["P1Target"]()
 
 
 def register_options(parser: pytest.Parser) -> None:
@@ -262,53 +251,13 @@ def register_options(parser: pytest.Parser) -> None:
     )
 
 
-# Two-letter units first, so "ms" is not read as "m" + "s". (Plain string
-# checks rather than regular expressions: compiling those costs start-up time.)
-_UNIT_NS = (("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000))
-
-
-def _is_decimal(text: str) -> bool:
-    """Digits with at most one ``.`` and at least one digit: no sign, exponent or ``inf``."""
-    digits = text.replace(".", "", 1)
-    return text.isascii() and digits.isdigit()
-
-
-def parse_duration(text: str) -> int:
-    """``"1ms"``, ``"250us"``, ``"0.5s"``, ``"500ns"`` -> nanoseconds (> 0).
-
-    A unit is required: a bare number is ambiguous between seconds and
-    nanoseconds. Raises :class:`ValueError` naming the accepted forms.
-    """
-    if isinstance(text, str):
-        stripped = text.strip()
-        for unit, scale in _UNIT_NS:
-            number = stripped.removesuffix(unit).rstrip()
-            if number != stripped and _is_decimal(number):
-                nanoseconds = round(float(number) * scale)
-                if nanoseconds > 0:
-                    return nanoseconds
-                break
-    raise ValueError(_msgs.EXPECT_DURATION)
-
-
 def _is_dotted_name(text: str) -> bool:
     return all(part.isidentifier() for part in text.split("."))
 
 
-def format_duration(nanoseconds: float) -> str:
-    """A duration for people: ``850 ns``, ``12.3 us``, ``1.52 ms``, ``2.00 s``."""
-    if nanoseconds < 1_000:
-        return f"{nanoseconds:.0f} ns"
-    if nanoseconds < 1_000_000:
-        return f"{nanoseconds / 1_000:.3g} us"
-    if nanoseconds < 1_000_000_000:
-        return f"{nanoseconds / 1_000_000:.3g} ms"
-    return f"{nanoseconds / 1_000_000_000:.3g} s"
-
-
 def _usage_error(source: str, expected: str, value: object) -> pytest.UsageError:
     return pytest.UsageError(
-        _msgs.USAGE_BAD_VALUE.format(source=source, expected=expected, value=value)
+        _messages.USAGE_BAD_VALUE.format(source=source, expected=expected, value=value)
     )
 
 
@@ -326,7 +275,7 @@ def _raw(config: pytest.Config, ini: str, expected: str) -> tuple[Any, str, Path
     except (ValueError, TypeError) as exc:
         # pytest's own coercion of a bool/int ini value failed; its text names the value.
         raise pytest.UsageError(
-            _msgs.USAGE_BAD_INI.format(source=_ini_source(ini), expected=expected, error=exc)
+            _messages.USAGE_BAD_INI.format(source=_ini_source(ini), expected=expected, error=exc)
         ) from None
     base = config.inipath.parent if config.inipath is not None else config.rootpath
     return value, _ini_source(ini), base
@@ -349,12 +298,12 @@ def _parse_target(value: object, source: str) -> str:
         module, colon, attr = value.strip().partition(":")
         if colon and _is_dotted_name(module) and _is_dotted_name(attr):
             return value.strip()
-    raise _usage_error(source, _msgs.EXPECT_TARGET, value)
+    raise _usage_error(source, _messages.EXPECT_TARGET, value)
 
 
 def _parse_redis(value: object, source: str) -> str:
     if not isinstance(value, str):
-        raise _usage_error(source, _msgs.EXPECT_REDIS, value)
+        raise _usage_error(source, _messages.EXPECT_REDIS, value)
     text = value.strip()
     if text in ("fake", "server"):
         return text
@@ -362,15 +311,15 @@ def _parse_redis(value: object, source: str) -> str:
         parts = urlsplit(text)
         parts.port  # noqa: B018 -- raises ValueError for a malformed port
     except ValueError:
-        raise _usage_error(source, _msgs.EXPECT_REDIS, value) from None
+        raise _usage_error(source, _messages.EXPECT_REDIS, value) from None
     if parts.scheme not in ("redis", "rediss") or not parts.netloc:
-        raise _usage_error(source, _msgs.EXPECT_REDIS, value)
+        raise _usage_error(source, _messages.EXPECT_REDIS, value)
     return text
 
 
 def _parse_redis_binary(value: object, source: str, base: Path, needed: bool) -> str | None:
     if not isinstance(value, str):
-        raise _usage_error(source, _msgs.EXPECT_REDIS_BINARY, value)
+        raise _usage_error(source, _messages.EXPECT_REDIS_BINARY, value)
     text = value.strip()
     if not text:
         return None
@@ -379,26 +328,26 @@ def _parse_redis_binary(value: object, source: str, base: Path, needed: bool) ->
         candidate = base / text if ("/" in text or "\\" in text) else None
         found = shutil.which(str(candidate)) if candidate is not None else shutil.which(text)
         if found is None:
-            raise _usage_error(source, _msgs.EXPECT_REDIS_BINARY, value)
+            raise _usage_error(source, _messages.EXPECT_REDIS_BINARY, value)
         return found
     return text
 
 
 def _parse_run(value: object, source: str) -> bool:
     if not isinstance(value, bool):
-        raise _usage_error(source, _msgs.EXPECT_BOOL, value)
+        raise _usage_error(source, _messages.EXPECT_BOOL, value)
     return value
 
 
 def _parse_report(value: object, source: str, base: Path) -> Path | None:
     if not isinstance(value, str):
-        raise _usage_error(source, _msgs.EXPECT_REPORT, value)
+        raise _usage_error(source, _messages.EXPECT_REPORT, value)
     text = value.strip()
     if not text:
         return None
     path = base / text
     if path.is_dir() or text.endswith(("/", "\\")):
-        raise _usage_error(source, _msgs.EXPECT_REPORT, value)
+        raise _usage_error(source, _messages.EXPECT_REPORT, value)
     return path
 
 
@@ -406,42 +355,44 @@ def _parse_budget(value: object, source: str) -> int:
     try:
         return parse_duration(value)  # type: ignore[arg-type]  # non-str is rejected inside
     except ValueError:
-        raise _usage_error(source, _msgs.EXPECT_DURATION, value) from None
+        raise _usage_error(source, _messages.EXPECT_DURATION, value) from None
 
 
 def _parse_instances(value: object, source: str) -> int:
     if isinstance(value, bool):
-        raise _usage_error(source, _msgs.EXPECT_INSTANCES, value)
+        raise _usage_error(source, _messages.EXPECT_INSTANCES, value)
     number: int | None = None
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         number = int(value)
     if number is None or number < 2:
-        raise _usage_error(source, _msgs.EXPECT_INSTANCES, value)
+        raise _usage_error(source, _messages.EXPECT_INSTANCES, value)
     return number
 
 
 def _parse_workload(value: object, source: str) -> Workload:
     if not isinstance(value, str):
-        raise _usage_error(source, _msgs.EXPECT_WORKLOAD, value)
+        raise _usage_error(source, _messages.EXPECT_WORKLOAD, value)
     try:
         return Workload.parse(value)
     except ValueError:
-        raise _usage_error(source, _msgs.EXPECT_WORKLOAD, value) from None
+        raise _usage_error(source, _messages.EXPECT_WORKLOAD, value) from None
 
 
 def settings_from_config(config: pytest.Config) -> P1Settings:
     """Read and validate every setting; raise :class:`pytest.UsageError` on a bad one."""
-    target, target_source, _ = _raw(config, INI_TARGET, _msgs.EXPECT_TARGET)
-    redis, redis_source, _ = _raw(config, INI_REDIS, _msgs.EXPECT_REDIS)
+    target, target_source, _ = _raw(config, INI_TARGET, _messages.EXPECT_TARGET)
+    redis, redis_source, _ = _raw(config, INI_REDIS, _messages.EXPECT_REDIS)
     redis = _parse_redis(redis, redis_source)
-    binary, binary_source, binary_base = _raw(config, INI_REDIS_BINARY, _msgs.EXPECT_REDIS_BINARY)
-    run, run_source, _ = _raw(config, INI_RUN, _msgs.EXPECT_BOOL)
-    report, report_source, report_base = _raw(config, INI_REPORT, _msgs.EXPECT_REPORT)
-    budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _msgs.EXPECT_DURATION)
-    instances, instances_source, _ = _raw(config, INI_INSTANCES, _msgs.EXPECT_INSTANCES)
-    workload, workload_source, _ = _raw(config, INI_WORKLOAD, _msgs.EXPECT_WORKLOAD)
+    binary, binary_source, binary_base = _raw(
+        config, INI_REDIS_BINARY, _messages.EXPECT_REDIS_BINARY
+    )
+    run, run_source, _ = _raw(config, INI_RUN, _messages.EXPECT_BOOL)
+    report, report_source, report_base = _raw(config, INI_REPORT, _messages.EXPECT_REPORT)
+    budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _messages.EXPECT_DURATION)
+    instances, instances_source, _ = _raw(config, INI_INSTANCES, _messages.EXPECT_INSTANCES)
+    workload, workload_source, _ = _raw(config, INI_WORKLOAD, _messages.EXPECT_WORKLOAD)
     return P1Settings(
         target=_parse_target(target, target_source),
         redis=redis,
@@ -461,7 +412,7 @@ def redis_for_report(settings: P1Settings) -> str:
     """The Redis setting as shown to users: passwords in URLs redacted."""
     if settings.redis_mode == "url":
         # Imported only here: a URL may carry a password, and _redis owns redaction.
-        from pytest_quantum_p1._redis import redact_url
+        from pytest_quantum_p1._redis.server import redact_url
 
         return redact_url(settings.redis)
     if settings.redis_mode == "server" and settings.redis_binary is not None:
@@ -479,29 +430,6 @@ def header_line(settings: P1Settings) -> str:
         )
         if settings.report is not None:
             details += f", report={settings.report}"
-    return _msgs.HEADER.format(
+    return _messages.HEADER.format(
         target=settings.target, redis=redis_for_report(settings), details=details
     )
-
-
-def load_configured_target(config: pytest.Config) -> P1Target:
-    """The configured target, imported on first use and cached in ``config.stash``.
-
-    Raises :class:`~pytest_quantum_p1.TargetError` with the message users read.
-    """
-    cached = config.stash.get(TARGET_KEY, None)
-    if cached is not None:
-        return cached
-    from pytest_quantum_p1._target import TargetError, load_target
-
-    settings = config.stash[SETTINGS_KEY]
-    try:
-        target = load_target(settings.target)
-    except TargetError as exc:
-        raise TargetError(
-            _msgs.TARGET_LOAD_FAILED.format(
-                spec=settings.target, source=settings.target_source, error=exc
-            )
-        ) from exc
-    config.stash[TARGET_KEY] = target
-    return target

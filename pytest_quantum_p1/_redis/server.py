@@ -2,8 +2,8 @@
 
 ``--p1-redis=server`` and the project's own real-Redis tests spawn a throwaway
 ``redis-server`` on a free loopback port, with no persistence and a temporary
-working directory, so nothing shared is ever touched. Standard library only:
-this module is imported with the plugin.
+working directory, so nothing shared is ever touched. Standard library only
+(pytest is imported by :func:`require_redis_server` alone).
 """
 
 from __future__ import annotations

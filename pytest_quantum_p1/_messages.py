@@ -8,50 +8,6 @@ copying them.
 
 from __future__ import annotations
 
-__all__ = [
-    "EVENTS_READ_MORE",
-    "EXPECT_BOOL",
-    "EXPECT_DURATION",
-    "EXPECT_INSTANCES",
-    "EXPECT_REDIS",
-    "EXPECT_REDIS_BINARY",
-    "EXPECT_REPORT",
-    "EXPECT_TARGET",
-    "EXPECT_WORKLOAD",
-    "HEADER",
-    "LATENCY_IN_RUNNING_LOOP",
-    "LATENCY_LABEL_TAKEN",
-    "LATENCY_OVER_BUDGET",
-    "LATENCY_READ_MORE",
-    "LATENCY_TUNE",
-    "MARKER_FORBID_V2_MISUSE",
-    "MARKER_PUBLISHES_MISUSE",
-    "MARKER_PUBLISHES_PREFIX",
-    "NOT_PUBLISHED",
-    "NOT_PUBLISHED_IN_TIME",
-    "NOT_PUBLISHED_TUNE",
-    "ORDER_EXACT_LENGTH",
-    "ORDER_EXACT_MISMATCH",
-    "ORDER_NOT_SUBSEQUENCE",
-    "ORDER_NOT_SUBSEQUENCE_FIRST",
-    "ORDER_TUNE",
-    "PUBLISHED_BUT_FORBIDDEN",
-    "PUBLISHED_BUT_FORBIDDEN_TUNE",
-    "PUBLISHED_HEADING",
-    "PUBLISHED_IN_ORDER",
-    "PUBLISHED_MATCHING",
-    "PUBLISHED_MORE",
-    "PUBLISHED_NONE",
-    "REDIS_SERVER_UNAVAILABLE",
-    "TARGET_LOAD_FAILED",
-    "UNKNOWN_EVENT",
-    "UNKNOWN_EVENT_CATALOGUE",
-    "UNKNOWN_EVENT_SUGGEST",
-    "USAGE_BAD_INI",
-    "USAGE_BAD_VALUE",
-    "V2_ENGINE_UNAVAILABLE",
-]
-
 # --- configuration ---------------------------------------------------------
 
 #: ``{source}`` is the option (``--p1-redis``) or the ini key (``p1_redis (ini)``).
@@ -82,6 +38,16 @@ TARGET_LOAD_FAILED = (
     "See README.md, section 'Pointing the harness at your backend'."
 )
 
+#: The one ``module:attr`` resolver's texts (targets, store factories, the v2 engine class).
+SPEC_INVALID = "{spec!r} must look like 'package.module:attr'"
+SPEC_NOT_IMPORTABLE = "cannot import module {module!r}: {error}"
+SPEC_MODULE_RAISED = "importing module {module!r} raised {type}: {error}"
+SPEC_NO_ATTRIBUTE = "module {module!r} has no attribute {attr!r}"
+
+NOT_A_SERVER = (
+    "processes=True needs a real Redis server that other processes can reach, but this "
+    "Redis is fakeredis, which lives in one process: use --p1-redis=server or a redis:// URL"
+)
 REDIS_SERVER_UNAVAILABLE = "quantum-p1: --p1-redis=server needs a private redis-server: {error}"
 V2_ENGINE_UNAVAILABLE = (
     "quantum-p1: cannot watch the v2 engine class {spec!r} (P1Target.v2.engine_class): {error}"
