@@ -69,10 +69,10 @@ import redis
 import redis.asyncio
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._cluster import DEFAULT_CHANNEL, PolicyCluster, percentile
-from pytest_quantum_p1._process import resolve_store_factory, target_of
+from pytest_quantum_p1._harness import PolicyCluster, resolve_store_factory, target_of
 from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
-from pytest_quantum_p1._target import DEFAULT_TARGET, PolicyStore, StoreFactory
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, DEFAULT_TARGET, PolicyStore, StoreFactory
+from pytest_quantum_p1._units import percentile
 from reference_impl.core.event_bus import EventBus
 
 #: Import string of the store under test: a P1Target, a callable returning one, or a

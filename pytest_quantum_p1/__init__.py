@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_quantum_p1._clock import VirtualClock
-    from pytest_quantum_p1._cluster import (
-        ClusterStats,
+    from pytest_quantum_p1._events import ANY, EventRecorder, RecordedEvent, UnknownEventName
+    from pytest_quantum_p1._harness.cluster import (
         ClusterTimeout,
-        MemberProcessError,
         PolicyCluster,
         PolicyClusterFactory,
     )
-    from pytest_quantum_p1._events import ANY, EventRecorder, RecordedEvent, UnknownEventName
+    from pytest_quantum_p1._harness.figures import ClusterStats
+    from pytest_quantum_p1._harness.process import MemberProcessError
     from pytest_quantum_p1._latency import (
         LatencyRecorder,
         LatencyStats,
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
         load_target,
     )
     from pytest_quantum_p1._units import parse_duration
-    from pytest_quantum_p1._v2 import V2Construction, V2Guard, V2ScanResult, V2Violation
+    from pytest_quantum_p1._v2.guard import V2Construction, V2Guard
+    from pytest_quantum_p1._v2.scan import V2ScanResult, V2Violation
 
 __all__ = [
     "ANY",
@@ -135,10 +136,10 @@ _LAZY: dict[str, str] = {
     "P1Settings": "_options",
     "parse_duration": "_units",
     "VirtualClock": "_clock",
-    "PolicyCluster": "_cluster",
-    "ClusterStats": "_cluster",
-    "ClusterTimeout": "_cluster",
-    "MemberProcessError": "_cluster",
+    "PolicyCluster": "_harness.cluster",
+    "ClusterStats": "_harness.figures",
+    "ClusterTimeout": "_harness.cluster",
+    "MemberProcessError": "_harness.process",
     "InvalidationMachine": "_stateful",
     "InvalidationError": "_stateful",
     "MachineStats": "_stateful",
@@ -151,11 +152,11 @@ _LAZY: dict[str, str] = {
     "policy_names": "_stateful",
     "policies": "_stateful",
     "operations": "_stateful",
-    "V2Construction": "_v2",
-    "V2Guard": "_v2",
-    "V2ScanResult": "_v2",
-    "V2Violation": "_v2",
-    "PolicyClusterFactory": "_cluster",
+    "V2Construction": "_v2.guard",
+    "V2Guard": "_v2.guard",
+    "V2ScanResult": "_v2.scan",
+    "V2Violation": "_v2.scan",
+    "PolicyClusterFactory": "_harness.cluster",
     "RedisFactory": "_redis.source",
 }
 

@@ -26,6 +26,7 @@ from pytest_quantum_p1._units import format_duration, parse_duration
 __all__ = [
     "DEFAULT_INSTANCES",
     "DEFAULT_LATENCY_BUDGET",
+    "DEFAULT_TARGET",
     "GROUP",
     "INI_INSTANCES",
     "INI_LATENCY_BUDGET",

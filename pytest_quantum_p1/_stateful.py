@@ -68,7 +68,7 @@ import secrets
 import string
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, cast
 
@@ -88,7 +88,7 @@ from hypothesis.stateful import (
 )
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._observed import ControlledPubSub, Message, ObservedRedis, _text
+from pytest_quantum_p1._harness import ControlledPubSub, Message, ObservedRedis
 from pytest_quantum_p1._target import P1Target, PolicyStore, StoreFactory
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ __all__ = [
     "DEFAULT_CHANNEL",
     "DEFAULT_TTL",
     "IMPOSSIBLE_VALUE",
+    "NOT_IDLE",
     "NOT_MONOTONIC",
-    "NOT_SETTLED",
     "PAST_TTL",
     "RULES",
     "STALE_READ",
@@ -168,7 +168,7 @@ CACHED_ACROSS_LINK_LOSS: Final = (
     "storage read, although its invalidation link was {event} since it last read it"
 )
 IMPOSSIBLE_VALUE: Final = "instance {instance} read {name!r} = {value!r}, which no update wrote"
-NOT_SETTLED: Final = (
+NOT_IDLE: Final = (
     "instance {instance} did not settle within {timeout:g}s after {step}: {whereabouts}"
 )
 
@@ -386,7 +386,8 @@ class _MachinePubSub(ControlledPubSub):
         super().__init__(pubsub, **kwargs)
         self._owner = owner
         self.consumer: asyncio.Task[Any] | None = None
-        self.waiting = False
+        #: Whether the consumer task sits in get_message() right now.
+        self.in_get_message = False
         self.gated = False
 
     async def get_message(
@@ -396,30 +397,25 @@ class _MachinePubSub(ControlledPubSub):
         if task is not None and task is not self.consumer:
             self.consumer = task
             task.add_done_callback(self._consumer_done)
-        self.waiting = True
-        # Wakes settle(): the store may just have come back with nothing to do.
-        self._signal.notify()
+        self.in_get_message = True
+        # Wakes the machine's wait for idle stores: the store may just have
+        # come back with nothing to do.
+        self.signal.notify()
         try:
             return await super().get_message(ignore_subscribe_messages, timeout)
         finally:
-            self.waiting = False
+            self.in_get_message = False
 
     def _consumer_done(self, _task: asyncio.Task[Any]) -> None:
-        self._signal.notify()
+        self.signal.notify()
 
-    async def _subscribe(
-        self, command: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: Any
-    ) -> None:
+    async def before_subscribe(self) -> None:
         # Every kind of subscription (channel, pattern, shard) comes through here.
-        await self._gate()
-        await super()._subscribe(command, args, kwargs)
-
-    async def _gate(self) -> None:
         allowed = self._owner.link_allowed
         if allowed.is_set():
             return
         self.gated = True
-        self._signal.notify()
+        self.signal.notify()
         try:
             await allowed.wait()
         finally:
@@ -429,19 +425,12 @@ class _MachinePubSub(ControlledPubSub):
 
     @property
     def live(self) -> bool:
-        return not (self._disconnected or self._closed)
+        return not (self.cut or self.closed)
 
     def listens(self, channel: str) -> bool:
-        return self._listens_to(channel)
+        return self.listens_to(channel)
 
-    def _confirmed_all(self) -> bool:
-        real: Any = self._real
-        channels = {_text(c) for c in getattr(real, "channels", {})}
-        channels |= {_text(c) for c in getattr(real, "shard_channels", {})}
-        patterns = {_text(p) for p in getattr(real, "patterns", {})}
-        return channels <= self._confirmed and patterns <= self._confirmed_patterns
-
-    def settled(self) -> bool:
+    def idle(self) -> bool:
         """Whether the store has nothing left to do with this subscription for now."""
         if self.gated:
             return True
@@ -451,35 +440,41 @@ class _MachinePubSub(ControlledPubSub):
         if not self.live:
             # Its listener will hear of the loss, then resubscribe or end.
             return consumer is None
-        if not self._confirmed_all():
+        if not self.all_confirmed:
             return False
-        return consumer is not None and self.waiting and not self._ready and self._current is None
+        return (
+            consumer is not None
+            and self.in_get_message
+            and not self.waiting
+            and self.in_progress is None
+        )
 
     def whereabouts(self) -> str:
-        """Why :meth:`settled` is false, in words."""
+        """Why :meth:`idle` is false, in words."""
         consumer = self.consumer
         if not self.live:
             return "its link was cut; its listener neither ended nor resubscribed"
-        if not self._confirmed_all():
+        if not self.all_confirmed:
             return "Redis has not confirmed its subscription yet"
         if consumer is None:
             return (
                 "nothing reads its subscription (no task called get_message(), listen() or run())"
             )
-        if self._current is not None:
-            return f"its listener is still handling the message {self._current.data!r}"
-        if self._ready:
-            return f"{len(self._ready)} message(s) wait for its listener, which is busy elsewhere"
+        current = self.in_progress
+        if current is not None:
+            return f"its listener is still handling the message {current.data!r}"
+        if self.waiting:
+            return f"{self.waiting} message(s) wait for its listener, which is busy elsewhere"
         return "its listener is busy elsewhere (not waiting in get_message())"
 
     def held_texts(self) -> list[str]:
-        return [_text(entry.message.get("data")) for entry in self._held]
+        return list(self.pending_texts)
 
     def strip_markers(self, prefix: str) -> None:
         """Drop the harness's markers at the head of the held queue."""
         count = 0
-        for entry in self._held:
-            if not _text(entry.message.get("data")).startswith(prefix):
+        for text in self.pending_texts:
+            if not text.startswith(prefix):
                 break
             count += 1
         if count:
@@ -504,14 +499,14 @@ class _MachineRedis(ObservedRedis):
     def allow_link(self) -> None:
         """Let held subscriptions proceed."""
         self.link_allowed.set()
-        for ps in self._pubsubs:
+        for ps in self.pubsubs:
             if isinstance(ps, _MachinePubSub):
-                # Not "settled at the gate" any more, although the store's
-                # task has not resumed yet: settle() must wait for it.
+                # Not "idle at the gate" any more, although the store's task
+                # has not resumed yet: the machine must wait for it.
                 ps.gated = False
-        self._signal.notify()
+        self.signal.notify()
 
-    def _wrap_pubsub(self, pubsub: PubSub, **options: Any) -> ControlledPubSub:
+    def wrap_pubsub(self, pubsub: PubSub, **options: Any) -> ControlledPubSub:
         controlled = _MachinePubSub(pubsub, owner=self, **options)
         # Before the first SUBSCRIBE, so no message can reach the store unheld.
         controlled.hold()
@@ -522,12 +517,12 @@ class _MachineRedis(ObservedRedis):
         current = self.current_pubsub
         return current if isinstance(current, _MachinePubSub) else None
 
-    def settled(self) -> bool:
+    def idle(self) -> bool:
         current = self.machine_pubsub
-        return current is None or current.settled()
+        return current is None or current.idle()
 
-    async def wait_settled(self, timeout: float) -> None:
-        await self._signal.wait_until(lambda: True if self.settled() else None, timeout)
+    async def wait_idle(self, timeout: float) -> None:
+        await self.signal.wait_until(lambda: True if self.idle() else None, timeout)
 
 
 class _FetchHold:
@@ -873,13 +868,13 @@ class InvalidationMachine(RuleBasedStateMachine):
         if ps is None or not ps.live or not ps.listens(type(self).channel):
             return
         try:
-            await inst.observed._signal.wait_until(
+            await inst.observed.signal.wait_until(
                 lambda: True if marker in ps.held_texts() or not ps.live else None, timeout
             )
         except TimeoutError:
             self._note_failure()
             raise InvalidationError(
-                NOT_SETTLED.format(
+                NOT_IDLE.format(
                     instance=inst.index,
                     timeout=timeout,
                     step=step,
@@ -892,10 +887,10 @@ class InvalidationMachine(RuleBasedStateMachine):
     async def _settle(self, step: str, timeout: float) -> None:
         # Usually every store is idle already: then nothing is awaited at all.
         deadline = time.monotonic() + timeout
-        while late := [inst for inst in self._insts if not inst.observed.settled()]:
+        while late := [inst for inst in self._insts if not inst.observed.idle()]:
             try:
                 for inst in late:
-                    await inst.observed.wait_settled(max(deadline - time.monotonic(), 0.0))
+                    await inst.observed.wait_idle(max(deadline - time.monotonic(), 0.0))
             except TimeoutError:
                 break
         else:
@@ -903,14 +898,12 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._collect_deaths()
         lines = []
         for inst in self._insts:
-            if inst.observed.settled():
+            if inst.observed.idle():
                 continue
             ps = inst.observed.machine_pubsub
             where = ps.whereabouts() if ps is not None else "no subscription"
             lines.append(
-                NOT_SETTLED.format(
-                    instance=inst.index, timeout=timeout, step=step, whereabouts=where
-                )
+                NOT_IDLE.format(instance=inst.index, timeout=timeout, step=step, whereabouts=where)
             )
         self._note_failure()
         raise InvalidationError("\n".join(lines) + self._trailer(), kind="unsettled")

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from pytest_quantum_p1._clock import VirtualClock
-    from pytest_quantum_p1._cluster import PolicyCluster, PolicyClusterFactory
     from pytest_quantum_p1._events import EventRecorder
+    from pytest_quantum_p1._harness import PolicyCluster, PolicyClusterFactory
     from pytest_quantum_p1._latency import LatencyRecorder
     from pytest_quantum_p1._redis.clients import TrackedClients
     from pytest_quantum_p1._redis.server import RedisServer
@@ -284,7 +284,7 @@ def policy_cluster(
     of its own, importing the target by its name (``--p1-target``); it needs a
     real Redis (``--p1-redis=server`` or a URL).
     """
-    from pytest_quantum_p1._cluster import PolicyCluster
+    from pytest_quantum_p1._harness import PolicyCluster
 
     opened: list[PolicyCluster] = []
 
@@ -294,7 +294,7 @@ def policy_cluster(
         cluster = PolicyCluster.open(
             # Child processes import the target by name; objects stay here.
             p1_settings.target if processes else p1_target.store_factory,
-            _p1_redis_source.client,
+            _p1_redis_source,
             instances=p1_settings.instances if instances is None else instances,
             clock=virtual_clock,
             channel=p1_target.invalidation_channel,
@@ -329,13 +329,14 @@ def v2_guard(p1_target: P1Target) -> Iterator[V2Guard]:
     ``.constructions``, ``.violations`` (outside the bridge modules),
     ``.format_violations()``. ``@pytest.mark.forbid_v2`` fails the test on a violation.
     """
+    from pytest_quantum_p1._target import TargetError
     from pytest_quantum_p1._v2 import V2Guard
 
     rules = p1_target.v2
     guard = V2Guard.from_rules(rules)
     try:
         guard.start()
-    except (ImportError, ValueError, TypeError) as exc:
+    except (TargetError, ImportError, ValueError, TypeError) as exc:
         problem = _messages.V2_ENGINE_UNAVAILABLE.format(spec=rules.engine_class, error=exc)
     else:
         try:

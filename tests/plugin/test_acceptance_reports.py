@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_quantum_p1._acceptance import criteria_for
-from pytest_quantum_p1._report import OUTCOMES
+from pytest_quantum_p1._acceptance import OUTCOMES, criteria_for
 from reference_impl.p1_target import TARGET
 from tests.plugin import broken_targets as broken
 from tests.plugin.broken_targets import NOT_SLOW, Checklist, outcomes, read_report, run_p1

@@ -24,17 +24,12 @@ import pytest
 import redis.exceptions
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._cluster import (
-    NOT_CONVERGED,
-    NOT_SETTLED,
-    NOT_SUBSCRIBED,
-    ClusterTimeout,
-    PolicyCluster,
-)
-from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
-from tests.conftest import RedisBackend
+from pytest_quantum_p1._harness import ClusterTimeout, PolicyCluster
+from pytest_quantum_p1._messages import NOT_CONVERGED, NOT_SETTLED, NOT_SUBSCRIBED
+from pytest_quantum_p1._redis.source import RedisSource
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock, PolicyStore, StoreFactory
 
-CHANNEL = "policy:invalidate"
+CHANNEL = DEFAULT_CHANNEL
 TTL = 10.0
 V1 = {"limit": 1}
 V2 = {"limit": 2}
@@ -235,12 +230,12 @@ def clock() -> VirtualClock:
 
 
 @pytest.fixture
-def make_cluster(redis_backend: RedisBackend, clock: VirtualClock) -> Iterator[MakeCluster]:
+def make_cluster(redis_source: RedisSource, clock: VirtualClock) -> Iterator[MakeCluster]:
     opened: list[PolicyCluster] = []
 
     def make(factory: StoreFactory, *, instances: int = 4, timeout: float = 10.0) -> PolicyCluster:
         cluster = PolicyCluster.open(
-            factory, redis_backend.client, instances=instances, clock=clock, timeout=timeout
+            factory, redis_source, instances=instances, clock=clock, timeout=timeout
         )
         opened.append(cluster)
         return cluster
@@ -374,12 +369,12 @@ def test_settle_names_an_instance_whose_messages_are_held(
 
 
 def test_open_fails_when_a_store_never_subscribes(
-    redis_backend: RedisBackend, clock: VirtualClock
+    redis_source: RedisSource, clock: VirtualClock
 ) -> None:
     with pytest.raises(ClusterTimeout) as failure:
         PolicyCluster.open(
             mixed(TinyStore, i1=NeverSubscribes),
-            redis_backend.client,
+            redis_source,
             instances=2,
             clock=clock,
             timeout=0.3,
@@ -391,14 +386,14 @@ def test_open_fails_when_a_store_never_subscribes(
 
 
 def test_open_fails_naming_a_store_whose_initialize_hangs(
-    redis_backend: RedisBackend, clock: VirtualClock
+    redis_source: RedisSource, clock: VirtualClock
 ) -> None:
     with pytest.raises(
         ClusterTimeout, match=r"instance 2: initialize\(\) did not return"
     ) as failure:
         PolicyCluster.open(
             mixed(TinyStore, i2=HangsOnInitialize),
-            redis_backend.client,
+            redis_source,
             instances=3,
             clock=clock,
             timeout=0.3,
@@ -576,11 +571,11 @@ def test_storage_reads_are_counted_by_the_harness(
 
 
 def test_cluster_from_an_async_test_on_another_loop(
-    redis_backend: RedisBackend, clock: VirtualClock
+    redis_source: RedisSource, clock: VirtualClock
 ) -> None:
     async def scenario() -> tuple[list[Mapping[str, Any]], float]:
         async with await PolicyCluster.open_async(
-            factory_of(TinyStore), redis_backend.client, instances=3, clock=clock
+            factory_of(TinyStore), redis_source, instances=3, clock=clock
         ) as cluster:
             await cluster.update_async(0, "risk", V1)
             await cluster.read_all_async("risk")

@@ -7,16 +7,16 @@ against the reference target where it passes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._cluster import NOT_CONVERGED
+from pytest_quantum_p1._messages import NOT_CONVERGED
+from pytest_quantum_p1._messages import V2_RUNTIME_HEADLINE as RUNTIME_HEADLINE
+from pytest_quantum_p1._messages import V2_SCAN_HEADLINE as SCAN_HEADLINE
 from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
-from pytest_quantum_p1._v2 import RUNTIME_HEADLINE, SCAN_HEADLINE
 
 # A whole small backend: a bus, a policy store (STALE=1 in the environment
 # makes it forget to invalidate), and a v2 engine behind a bridge, with a
@@ -382,10 +382,11 @@ def test_v2_guard_names_an_engine_class_it_cannot_import(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            re.sub(
-                r"\{error\}",
-                "No module named 'tinypkg.engine_v3'",
-                _messages.V2_ENGINE_UNAVAILABLE.replace("{spec!r}", "'tinypkg.engine_v3:EngineV3'"),
+            _messages.V2_ENGINE_UNAVAILABLE.format(
+                spec="tinypkg.engine_v3:EngineV3",
+                error=_messages.SPEC_NOT_IMPORTABLE.format(
+                    module="tinypkg.engine_v3", error="No module named 'tinypkg.engine_v3'"
+                ),
             )
         ]
     )

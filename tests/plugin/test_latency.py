@@ -78,7 +78,7 @@ def test_async_batches_measure_the_callable_not_the_event_loop() -> None:
 
 
 def test_runner_runs_the_measurement_where_the_caller_wants() -> None:
-    from pytest_quantum_p1._portal import Portal
+    from pytest_quantum_p1._harness import Portal
 
     seen: list[asyncio.AbstractEventLoop] = []
 

@@ -21,11 +21,13 @@ import fakeredis
 import pytest
 import redis.exceptions
 
-from pytest_quantum_p1._observed import ControlledPubSub, Message, ObservedRedis
-from pytest_quantum_p1._portal import Portal
+from pytest_quantum_p1._harness.observed import ObservedRedis
+from pytest_quantum_p1._harness.portal import Portal
+from pytest_quantum_p1._harness.pubsub import ControlledPubSub, Message
+from pytest_quantum_p1._target import DEFAULT_CHANNEL
 from tests.conftest import RedisBackend
 
-CHANNEL = "policy:invalidate"
+CHANNEL = DEFAULT_CHANNEL
 
 
 @pytest.fixture
@@ -558,7 +560,7 @@ def _process(rig: Rig, pubsub: ControlledPubSub, texts: list[str]) -> None:
 
     async def play() -> None:
         for text in texts:
-            pubsub._inject(text, None)
+            pubsub.inject(text)
         while await pubsub.get_message(timeout=0) is not None:
             pass
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from pytest_quantum_p1._report import (
-    TASK_TITLES,
-    CriterionRecord,
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._acceptance.page import render_html
+from pytest_quantum_p1._acceptance.record import CriterionRecord
+from pytest_quantum_p1._acceptance.report import (
     html_path_for,
-    render_html,
     report_dict,
     terminal_lines,
     write_reports,
@@ -67,10 +67,11 @@ CHARTED = [
 
 
 def test_the_checklist_groups_criteria_under_their_task_in_first_seen_order() -> None:
+    titles = _messages.ACCEPTANCE_TASK_TITLES
     lines = terminal_lines(MIXED)
     headings = [line for line in lines if not line.startswith(" ")][:-1]
-    assert headings == [TASK_TITLES["P1-1"], TASK_TITLES["P1-2"], TASK_TITLES["deploy"]]
-    p1_1 = lines.index(TASK_TITLES["P1-1"])
+    assert headings == [titles["P1-1"], titles["P1-2"], titles["deploy"]]
+    p1_1 = lines.index(titles["P1-1"])
     assert lines[p1_1 + 1].split()[2] == "P1-1.catalogue"
     assert lines[p1_1 + 2].split()[2] == "P1-1.logged"
 

@@ -18,11 +18,17 @@ from typing import Any
 
 import pytest
 
-from pytest_quantum_p1._target import V2Rules
+from pytest_quantum_p1._messages import (
+    SPEC_INVALID,
+    SPEC_NO_ATTRIBUTE,
+    SPEC_NOT_IMPORTABLE,
+    V2_ENGINE_NOT_A_CLASS,
+    V2_READ_MORE,
+    V2_RUNTIME_FIX,
+    V2_RUNTIME_HEADLINE,
+)
+from pytest_quantum_p1._target import TargetError, V2Rules
 from pytest_quantum_p1._v2 import (
-    READ_MORE,
-    RUNTIME_FIX,
-    RUNTIME_HEADLINE,
     V2Construction,
     V2Guard,
     format_runtime_violations,
@@ -365,17 +371,17 @@ def test_format_runtime_violations(pkg: Pkg) -> None:
         quietly(pkg.module("bridge").build)
         quietly(user.via_factory)
     assert guard.format_violations().split("\n") == [
-        RUNTIME_HEADLINE.format(engine="Engine", count=2) + ":",
+        V2_RUNTIME_HEADLINE.format(engine="Engine", count=2) + ":",
         f"- {pkg.file('user')}:{pkg.line('user', 'direct')} in {pkg.name}.user",
         f"- {pkg.file('user')}:{pkg.line('user', 'via-factory')} in {pkg.name}.user",
-        RUNTIME_FIX.format(bridges=pkg.bridge),
-        READ_MORE,
+        V2_RUNTIME_FIX.format(bridges=pkg.bridge),
+        V2_READ_MORE,
     ]
     assert format_runtime_violations(guard.constructions, [pkg.bridge]) == (
         guard.format_violations()
     )
     assert (
-        RUNTIME_HEADLINE.format(engine="FederatedEngineV2", count=3)
+        V2_RUNTIME_HEADLINE.format(engine="FederatedEngineV2", count=3)
         == "FederatedEngineV2 was constructed outside the bridge 3 time(s)"
     )
 
@@ -498,22 +504,48 @@ def test_from_rules_uses_the_targets_engine_and_bridges(pkg: Pkg) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "error", "match"),
+    ("spec", "error", "message", "cause"),
     [
-        ("no_colon", ValueError, "must look like 'package.module:Class'"),
-        (":Engine", ValueError, "must look like"),
-        ("{pkg}.engine_v2:Missing", ValueError, "has no class 'Missing'"),
-        ("{pkg}.engine_v2:make_engine", TypeError, "is a function, not a class"),
-        ("{pkg}.nowhere:Engine", ModuleNotFoundError, "nowhere"),
+        ("no_colon", TargetError, SPEC_INVALID.format(spec="no_colon"), None),
+        (":Engine", TargetError, SPEC_INVALID.format(spec=":Engine"), None),
+        (
+            "{pkg}.engine_v2:Missing",
+            TargetError,
+            SPEC_NO_ATTRIBUTE.format(module="{pkg}.engine_v2", attr="Missing"),
+            None,
+        ),
+        (
+            "{pkg}.engine_v2:make_engine",
+            TypeError,
+            V2_ENGINE_NOT_A_CLASS.format(spec="{pkg}.engine_v2:make_engine", kind="function"),
+            None,
+        ),
+        (
+            "{pkg}.nowhere:Engine",
+            TargetError,
+            SPEC_NOT_IMPORTABLE.format(
+                module="{pkg}.nowhere", error="No module named '{pkg}.nowhere'"
+            ),
+            ModuleNotFoundError,
+        ),
     ],
 )
 def test_a_bad_engine_class_is_a_clear_error(
-    pkg: Pkg, spec: str, error: type[Exception], match: str
+    pkg: Pkg, spec: str, error: type[Exception], message: str, cause: type[Exception] | None
 ) -> None:
     guard = V2Guard(spec.format(pkg=pkg.name), ())
-    with pytest.raises(error, match=match):
+    with pytest.raises(error) as raised:
         guard.start()
+    assert str(raised.value) == message.replace("{pkg}", pkg.name)
+    if cause is not None:
+        assert isinstance(raised.value.__cause__, cause)
     assert not guard.active
+
+
+@pytest.mark.parametrize("spec", ["no_colon", ":Engine", "pkg.engine_v2:"])
+def test_a_malformed_engine_class_is_rejected_naming_the_expected_shape(spec: str) -> None:
+    with pytest.raises(TargetError, match=re.escape("must look like 'package.module:attr'")):
+        V2Guard(spec, ()).start()
 
 
 # -- the patch changes nothing but the recording -------------------------------

@@ -7,21 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from pytest_quantum_p1._messages import (
+    V2_DOC_MISSING,
+    V2_DOC_PHRASE_MISSING,
+    V2_READ_MORE,
+    V2_SCAN_CLEAN,
+    V2_SCAN_ERRORS_HEADLINE,
+    V2_SCAN_FIX,
+    V2_SCAN_HEADLINE,
+    V2_SCAN_UNRESOLVED_HEADLINE,
+    V2_TYPE_CHECKING_ONLY,
+)
 from pytest_quantum_p1._target import V2Rules
 from pytest_quantum_p1._v2 import (
-    DOC_MISSING,
-    DOC_PHRASE_MISSING,
     HOW_DUNDER_IMPORT,
     HOW_FROM,
     HOW_IMPORT,
     HOW_IMPORT_MODULE,
-    READ_MORE,
-    SCAN_CLEAN,
-    SCAN_ERRORS_HEADLINE,
-    SCAN_FIX,
-    SCAN_HEADLINE,
-    SCAN_UNRESOLVED_HEADLINE,
-    TYPE_CHECKING_ONLY,
     V2FileError,
     V2ScanResult,
     V2Unresolved,
@@ -383,7 +385,9 @@ def test_a_clean_tree_is_ok(tmp_path: Path) -> None:
     result = scan_v2_usage([tmp_path / "app"], V2_MODULES, BRIDGES)
     assert result == V2ScanResult(files_scanned=7, violations=(), unresolved=(), errors=())
     assert result.ok
-    assert format_violations(result, rules_for((tmp_path / "app",))) == SCAN_CLEAN.format(files=7)
+    assert format_violations(result, rules_for((tmp_path / "app",))) == V2_SCAN_CLEAN.format(
+        files=7
+    )
 
 
 def test_unresolved_alone_keeps_the_result_ok(tmp_path: Path) -> None:
@@ -392,8 +396,8 @@ def test_unresolved_alone_keeps_the_result_ok(tmp_path: Path) -> None:
     assert result.ok
     assert [(u.line, u.reason) for u in result.unresolved] == [(2, "module name is not a literal")]
     assert format_violations(result, rules_for((tmp_path / "pkg",))).split("\n")[:3] == [
-        SCAN_CLEAN.format(files=1),
-        SCAN_UNRESOLVED_HEADLINE.format(count=1, s="") + ":",
+        V2_SCAN_CLEAN.format(files=1),
+        V2_SCAN_UNRESOLVED_HEADLINE.format(count=1, s="") + ":",
         f"- {tmp_path / 'pkg' / '__init__.py'}:2  pkg: module name is not a literal "
         "(importlib.import_module)",
     ]
@@ -477,7 +481,7 @@ def test_violation_str_names_place_importer_module_and_how(tree: Path) -> None:
         f"{tree / rel}:7: app.services.offenders imports v2 module {ENGINE} via import: import x"
     )
     tc = V2Violation(tree / rel, 7, "m", ENGINE, HOW_FROM, "from x import y", True)
-    assert str(tc).endswith(f"via from: from x import y ({TYPE_CHECKING_ONLY})")
+    assert str(tc).endswith(f"via from: from x import y ({V2_TYPE_CHECKING_ONLY})")
 
 
 def test_format_violations_follows_the_style_order(tmp_path: Path) -> None:
@@ -508,18 +512,18 @@ def test_format_violations_follows_the_style_order(tmp_path: Path) -> None:
     )
     a, b, c = (tmp_path / "pkg" / f"{n}.py" for n in "abc")
     assert format_violations(result, rules).split("\n") == [
-        SCAN_HEADLINE.format(count=2, s="s") + ":",
-        f"- {a}:3  pkg.a → pkg.v2 (from, {TYPE_CHECKING_ONLY})",
+        V2_SCAN_HEADLINE.format(count=2, s="s") + ":",
+        f"- {a}:3  pkg.a → pkg.v2 (from, {V2_TYPE_CHECKING_ONLY})",
         f"- {b}:3  pkg.b → pkg.v2 (importlib.import_module)",
-        SCAN_ERRORS_HEADLINE.format(count=1, s="") + ":",
+        V2_SCAN_ERRORS_HEADLINE.format(count=1, s="") + ":",
         f"- {c}: does not parse: line 1: invalid syntax",
-        SCAN_UNRESOLVED_HEADLINE.format(count=1, s="") + ":",
+        V2_SCAN_UNRESOLVED_HEADLINE.format(count=1, s="") + ":",
         f"- {b}:4  pkg.b: module name is not a literal (importlib.import_module)",
-        SCAN_FIX.format(bridges="pkg.bridge, pkg.other_bridge"),
-        READ_MORE,
+        V2_SCAN_FIX.format(bridges="pkg.bridge, pkg.other_bridge"),
+        V2_READ_MORE,
     ]
-    assert SCAN_HEADLINE.format(count=2, s="s") == "2 direct v2 imports outside the bridge"
-    assert "#p1-3-federation-v2" in READ_MORE
+    assert V2_SCAN_HEADLINE.format(count=2, s="s") == "2 direct v2 imports outside the bridge"
+    assert "#p1-3-federation-v2" in V2_READ_MORE
 
 
 def test_format_violations_singular_and_without_a_bridge(tmp_path: Path) -> None:
@@ -621,18 +625,18 @@ def test_check_docs_reports_each_missing_doc_and_phrase(tmp_path: Path) -> None:
     partial.write_text("**Current:** Federation v3\n", encoding="utf-8")
     missing = tmp_path / "MISSING.md"
     assert check_docs([partial, missing], NOTICE) == [
-        DOC_PHRASE_MISSING.format(doc=partial, phrase="Deprecated: Federation v2"),
-        DOC_PHRASE_MISSING.format(doc=partial, phrase="federation_v2_event_bridge.py"),
-        DOC_MISSING.format(doc=missing),
+        V2_DOC_PHRASE_MISSING.format(doc=partial, phrase="Deprecated: Federation v2"),
+        V2_DOC_PHRASE_MISSING.format(doc=partial, phrase="federation_v2_event_bridge.py"),
+        V2_DOC_MISSING.format(doc=missing),
     ]
-    assert DOC_MISSING.format(doc=missing) == f"{missing}: document not found"
+    assert V2_DOC_MISSING.format(doc=missing) == f"{missing}: document not found"
 
 
 def test_check_docs_does_not_match_across_words(tmp_path: Path) -> None:
     doc = tmp_path / "A.md"
     doc.write_text("Current federation: v3\n", encoding="utf-8")
     assert check_docs([doc], ["Current: Federation v3"]) == [
-        DOC_PHRASE_MISSING.format(doc=doc, phrase="Current: Federation v3")
+        V2_DOC_PHRASE_MISSING.format(doc=doc, phrase="Current: Federation v3")
     ]
 
 

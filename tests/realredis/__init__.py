@@ -12,8 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pytest_quantum_p1._cluster import DEFAULT_CHANNEL
-from pytest_quantum_p1._target import Clock
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock
 from reference_impl.p1_target import TARGET
 
 #: The reference backend's target, as child processes import it.

@@ -13,28 +13,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Iterator
 from typing import Any, Protocol
 
-import fakeredis
 import pytest
 import redis
 import redis.asyncio
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._cluster import (
-    NOT_CONVERGED,
+from pytest_quantum_p1._harness import (
     ClusterTimeout,
     MemberProcessError,
     PolicyCluster,
-)
-from pytest_quantum_p1._process import (
-    FACTORY_NOT_IMPORTABLE,
-    NOT_A_SERVER,
-    factory_spec,
-    redis_url_of,
     resolve_store_factory,
 )
+from pytest_quantum_p1._harness.factory import factory_spec
+from pytest_quantum_p1._messages import FACTORY_NOT_IMPORTABLE, NOT_A_SERVER, NOT_CONVERGED
+from pytest_quantum_p1._redis.source import RedisSource
+from pytest_quantum_p1._target import TargetError
 from reference_impl.errors import InvalidPolicyNameError, PolicyNotFoundError
 from reference_impl.p1_target import TARGET
 from tests.realredis import KEY_PREFIX, REFERENCE, REFERENCE_TTL, encode
@@ -216,13 +213,10 @@ def test_a_factory_without_an_import_name_is_refused_before_spawning(url: str) -
 
 
 def test_fakeredis_is_refused_for_processes() -> None:
-    server = fakeredis.FakeServer()
-
-    def make() -> Any:
-        return fakeredis.FakeAsyncRedis(server=server)
-
     with pytest.raises(TypeError) as caught:
-        PolicyCluster.open(REFERENCE, make, instances=1, clock=VirtualClock(), processes=True)
+        PolicyCluster.open(
+            REFERENCE, RedisSource.fake(), instances=1, clock=VirtualClock(), processes=True
+        )
     assert str(caught.value).startswith(NOT_A_SERVER.split("{", 1)[0])
     assert "--p1-redis=server" in str(caught.value)
 
@@ -234,43 +228,87 @@ def test_factory_specs_resolve_to_the_store_factory() -> None:
     assert resolve_store_factory(REFERENCE) is TARGET.store_factory
     assert factory_spec(TARGET.store_factory) == "reference_impl.p1_target:_store_factory"
     assert resolve_store_factory("tests.realredis:CorrectStore").__name__ == "CorrectStore"
-    with pytest.raises(ValueError, match="import string"):
+    with pytest.raises(TargetError, match="import string"):
         resolve_store_factory("no-colon")
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(TargetError) as caught:
         factory_spec("no_such_module_p1:factory")
+    # The one module:attr resolver reports the import that failed, and keeps it as the cause.
+    assert isinstance(caught.value.__cause__, TargetError)
+    assert isinstance(caught.value.__cause__.__cause__, ModuleNotFoundError)
 
 
 @pytest.mark.parametrize(
-    ("make", "expected"),
+    ("address", "expected"),
     [
+        ("redis://127.0.0.1:7001/3", {"host": "127.0.0.1", "port": 7001, "db": 3}),
         (
-            lambda: redis.asyncio.Redis(host="127.0.0.1", port=7001, db=3),
-            "redis://127.0.0.1:7001/3",
-        ),
-        (
-            lambda: redis.asyncio.Redis.from_url("redis://bob:s3cr%40t@h:1/2"),
             "redis://bob:s3cr%40t@h:1/2",
+            {"host": "h", "port": 1, "db": 2, "username": "bob", "password": "s3cr@t"},
         ),
-        (lambda: redis.asyncio.Redis(unix_socket_path="/tmp/r.sock"), "unix:///tmp/r.sock?db=0"),
+        ("unix:///tmp/r.sock?db=0", {"path": "/tmp/r.sock", "db": 0}),
     ],
 )
-def test_the_url_given_to_children_reaches_the_same_server(
-    make: Callable[[], redis.asyncio.Redis], expected: str
+def test_the_address_given_to_children_reaches_the_same_server(
+    address: str, expected: dict[str, Any]
 ) -> None:
-    async def url_of() -> str:
-        client = make()
+    source = RedisSource.external(address)
+    # Children get the address as given: nothing is rebuilt from a client or re-quoted.
+    assert source.address == address
+
+    async def connection_of(made: RedisSource) -> dict[str, Any]:
+        client = made.client()
         try:
-            return redis_url_of(client)
+            kwargs = client.connection_pool.connection_kwargs
+            return {key: kwargs.get(key) for key in expected}
         finally:
             await client.aclose()
 
-    assert asyncio.run(url_of()) == expected
+    # What the parent connects to, and what a child makes from the address.
+    assert asyncio.run(connection_of(source)) == expected
+    assert asyncio.run(connection_of(RedisSource.external(source.address))) == expected
 
 
-def test_make_client_callable_works_like_a_url(url: str) -> None:
+def test_children_reach_the_same_database_with_the_same_credentials(url: str) -> None:
+    user, password, db = "p1-bob", "s3cr@t", 3
+    with redis.Redis.from_url(url) as admin:
+        admin.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all"],
+        )
+        try:
+            parts = urllib.parse.urlsplit(url)
+            quoted = urllib.parse.quote(password, safe="")
+            address = f"redis://{user}:{quoted}@{parts.hostname}:{parts.port}/{db}"
+            with PolicyCluster.open(
+                REFERENCE,
+                RedisSource.external(address),
+                instances=1,
+                clock=VirtualClock(),
+                processes=True,
+            ) as cluster:
+                # Runs in the child; the parent's own client has not connected yet.
+                cluster.update(0, "risk", V1)
+                assert dict(cluster.read(0, "risk")) == V1
+                connections = admin.client_list()
+                assert any(c["user"] == user and c["db"] == str(db) for c in connections)
+                assert not any(c["user"] != user and c["db"] == str(db) for c in connections), (
+                    "only the child's connections use the database"
+                )
+            with redis.Redis(host=parts.hostname or "", port=parts.port or 0, db=db) as in_db:
+                assert in_db.get(KEY_PREFIX + "risk") is not None
+            assert admin.get(KEY_PREFIX + "risk") is None  # database 0 was not touched
+        finally:
+            admin.acl_deluser(user)
+
+
+def test_a_redis_source_works_like_a_url(url: str) -> None:
     with PolicyCluster.open(
         REFERENCE,
-        lambda: redis.asyncio.Redis.from_url(url),
+        RedisSource.server(url),
         instances=2,
         clock=VirtualClock(),
         processes=True,

@@ -28,7 +28,7 @@ import redis
 import redis.asyncio
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._cluster import PolicyCluster
+from pytest_quantum_p1._harness import PolicyCluster
 from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.errors import PolicyNotFoundError, StoreUnavailableError

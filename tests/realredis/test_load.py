@@ -32,7 +32,7 @@ import pytest
 import redis
 
 from pytest_quantum_p1._clock import VirtualClock
-from pytest_quantum_p1._cluster import PolicyCluster
+from pytest_quantum_p1._harness import PolicyCluster
 from tests.realredis import KEY_PREFIX, REFERENCE, encode
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.slow]

@@ -1,26 +1,25 @@
 """PolicyStoreV2 (seed task P1-2), run on fakeredis and on a private redis-server.
 
 Every scenario is a sync test driving async code with ``asyncio.run``; clients
-are made inside the running loop. Waiting is always on a condition with a
-deadline, never a bare sleep. The private-server helpers of
-``pytest_quantum_p1._redis`` are tested at the end.
+are made inside the running loop. Waits are event-driven: a condition on a
+store is checked each time a store's listener turns to its subscription (see
+:class:`ListenerTurns`), never by polling or sleeping; TTLs run on the
+harness's :class:`~pytest_quantum_p1.VirtualClock`. The private-server helpers
+of ``pytest_quantum_p1._redis`` are tested at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import json
 import logging
 import math
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import fakeredis
 import pytest
@@ -33,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from pytest_quantum_p1 import VirtualClock
 from pytest_quantum_p1._redis.server import (
     RedisServer,
     RedisServerUnavailable,
@@ -61,40 +61,89 @@ LOGGER = policy_store_v2.__name__
 FAST_KEEPALIVE = 0.05
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
+class ListenerTurns:
+    """Wakes waiters whenever a watched store's listener turns to its subscription.
 
-    def __init__(self) -> None:
-        self.now = 1000.0
+    The store handles one message fully before asking for the next, and makes a
+    new pubsub when it (re)subscribes; its counters and its link state change
+    only in between. So a condition checked at each ``get_message()`` and
+    ``pubsub()`` call on a watched client is waited for without polling: the
+    harness's own rule for "processed" (see ``PolicyCluster.settle``).
+    """
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        self._patch = patch
+        self._watched: list[Redis] = []
+        self._turned = asyncio.Event()
 
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+    def watch(self, client: Redis) -> None:
+        """Count every later ``pubsub()`` and ``get_message()`` call on ``client`` as a turn."""
+        if any(client is watched for watched in self._watched):
+            return
+        self._watched.append(client)
+        real_pubsub = client.pubsub
+
+        def pubsub(**options: Any) -> PubSub:
+            created = real_pubsub(**options)
+            real_get_message = created.get_message
+
+            async def get_message(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
+                self._turn()
+                message: dict[str, Any] | None = await real_get_message(*args, **kwargs)
+                return message
+
+            self._patch.setattr(created, "get_message", get_message)
+            self._turn()
+            return created
+
+        self._patch.setattr(client, "pubsub", pubsub)
+
+    def _turn(self) -> None:
+        self._turned.set()
+        self._turned = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
+        """Return once ``condition()`` holds; fail after ``within`` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    turned = self._turned  # before the check: a turn during it is not lost
+                    if condition():
+                        return
+                    await turned.wait()
+        except TimeoutError:
+            raise AssertionError(f"timed out after {within}s waiting for {what}") from None
 
 
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]], what: str, within: float = 5.0
-) -> None:
-    """Yield to the loop until ``predicate()`` holds; fail after ``within`` seconds."""
+async def poll_server(check: Callable[[], Awaitable[bool]], what: str, within: float = 5.0) -> None:
+    """Ask the server until ``check()`` holds; fail after ``within`` seconds.
+
+    Only for facts on the server's side that nothing on the client signals (a
+    closed connection's subscription being released): there is no event to wait for.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while True:
-        result = predicate()
-        if await result if inspect.isawaitable(result) else result:
-            return
+    while not await check():
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.001)
 
 
+class Backend(Protocol):
+    """Where a scenario's clients come from: ``RedisBackend``, or a :class:`FlakyBackend`."""
+
+    name: str
+
+    def client(self, **options: Any) -> Redis: ...
+
+
 class Kit:
     """Clients and stores of one scenario, all closed when it ends."""
 
-    def __init__(self, backend: RedisBackend, stack: AsyncExitStack) -> None:
+    def __init__(self, backend: Backend, stack: AsyncExitStack, patch: pytest.MonkeyPatch) -> None:
         self.backend = backend
         self._stack = stack
+        self._turns = ListenerTurns(patch)
 
     def client(self, **options: Any) -> Redis:
         client = self.backend.client(**options)
@@ -104,17 +153,24 @@ class Kit:
     async def store(
         self, client: Redis | None = None, *, start: bool = True, **options: Any
     ) -> PolicyStoreV2:
-        store = PolicyStoreV2(client if client is not None else self.client(), **options)
+        client = client if client is not None else self.client()
+        self._turns.watch(client)
+        store = PolicyStoreV2(client, **options)
         self._stack.push_async_callback(store.close)
         if start:
             await store.initialize()
         return store
 
+    async def until(self, condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
+        """Wait, event-driven, until ``condition()`` holds for this scenario's stores."""
+        await self._turns.until(condition, what, within)
+
 
 @asynccontextmanager
-async def kit_for(backend: RedisBackend) -> AsyncIterator[Kit]:
-    async with AsyncExitStack() as stack:
-        yield Kit(backend, stack)
+async def kit_for(backend: Backend) -> AsyncIterator[Kit]:
+    with pytest.MonkeyPatch.context() as patch:
+        async with AsyncExitStack() as stack:
+            yield Kit(backend, stack, patch)
 
 
 def invalidated(store: PolicyStoreV2, count: int = 1) -> Callable[[], bool]:
@@ -135,7 +191,7 @@ def count_gets(monkeypatch: pytest.MonkeyPatch, client: Redis) -> list[str]:
     return keys
 
 
-def run(scenario: Callable[[Kit], Awaitable[None]], backend: RedisBackend) -> None:
+def run(scenario: Callable[[Kit], Awaitable[None]], backend: Backend) -> None:
     async def main() -> None:
         async with kit_for(backend) as kit:
             await scenario(kit)
@@ -174,7 +230,7 @@ def test_entries_expire_after_ttl_on_the_injected_clock(
         await kit.client().set(KEY, json.dumps(OLD))
         client = kit.client()
         gets = count_gets(monkeypatch, client)
-        clock = FakeClock()
+        clock = VirtualClock()
         store = await kit.store(client, ttl=10.0, clock=clock)
         await store.get_policy("risk")
         clock.advance(9.999)
@@ -229,7 +285,7 @@ def test_counters_and_hit_rate(redis_backend: RedisBackend) -> None:
         await store.update_policy("risk", OLD)
         await store.update_policy("limits", NEW)
         # Heard before reading, or a late echo would turn a hit into a miss.
-        await wait_until(lambda: store.stats.invalidations == 2, "own updates heard")
+        await kit.until(lambda: store.stats.invalidations == 2, "own updates heard")
         for _ in range(3):
             await store.get_policy("risk")
         await store.get_policy("limits")
@@ -264,7 +320,7 @@ def test_initialize_returns_once_subscribed_and_is_idempotent(
         assert await writer.publish(CHANNEL, "risk") == 1
         await store.initialize()
         assert await writer.publish(CHANNEL, "risk") == 1
-        await wait_until(lambda: store.stats.invalidations == 2, "both messages applied")
+        await kit.until(lambda: store.stats.invalidations == 2, "both messages applied")
 
     run(scenario, redis_backend)
 
@@ -286,7 +342,7 @@ def test_an_update_on_one_store_invalidates_every_store(
         await writer.update_policy("risk", NEW)
         assert await writer.get_policy("risk") == NEW  # its own copy went at once
         for reader, keys in zip(readers, gets, strict=True):
-            await wait_until(invalidated(reader), "the invalidation")
+            await kit.until(invalidated(reader), "the invalidation")
             assert await reader.get_policy("risk") == NEW
             assert await reader.get_policy("other") == NEW  # untouched: still cached
             assert keys == [KEY, "policy:other", KEY]
@@ -306,7 +362,7 @@ def test_star_on_the_channel_flushes_everything(
         await store.get_policy("risk")
         await store.get_policy("other")
         await writer.publish(CHANNEL, "*")
-        await wait_until(lambda: store.stats.invalidations == 1, "the flush")
+        await kit.until(lambda: store.stats.invalidations == 1, "the flush")
         await store.get_policy("risk")
         await store.get_policy("other")
         assert len(gets) == 4
@@ -362,15 +418,15 @@ def test_a_read_racing_an_invalidation_never_caches_the_old_value(
 
         if event == "update":
             await other.update_policy("risk", NEW)
-            await wait_until(lambda: store.stats.invalidations == 1, "the invalidation")
+            await kit.until(lambda: store.stats.invalidations == 1, "the invalidation")
         elif event == "flush":
             await writer.publish(CHANNEL, "*")
-            await wait_until(lambda: store.stats.invalidations == 1, "the flush")
+            await kit.until(lambda: store.stats.invalidations == 1, "the flush")
         elif event == "local":
             store.invalidate("risk")
         elif event == "link-lost":
             assert await writer.client_kill_filter(_type="pubsub") >= 1
-            await wait_until(lambda: store.stats.reconnects == 1, "the resubscription")
+            await kit.until(lambda: store.stats.reconnects == 1, "the resubscription")
         release.set()
         assert await read == OLD  # it began before the invalidation
 
@@ -466,7 +522,7 @@ def test_garbage_on_the_channel_is_counted_logged_and_flushes(
         await store.get_policy("other")
 
         await writer.publish(CHANNEL, garbage)
-        await wait_until(lambda: store.stats.rejected_messages == 1, "the rejection")
+        await kit.until(lambda: store.stats.rejected_messages == 1, "the rejection")
         assert store.stats.invalidations == 0
         await store.get_policy("risk")
         await store.get_policy("other")
@@ -474,7 +530,7 @@ def test_garbage_on_the_channel_is_counted_logged_and_flushes(
 
         # The listener is alive and still applies real invalidations.
         await writer.publish(CHANNEL, "risk")
-        await wait_until(lambda: store.stats.invalidations == 1, "the real invalidation")
+        await kit.until(lambda: store.stats.invalidations == 1, "the real invalidation")
         await store.get_policy("risk")
         await store.get_policy("other")
         assert gets[4:] == [KEY]
@@ -502,12 +558,12 @@ def test_ten_thousand_garbage_messages_then_a_real_invalidation_still_applies(
                 for i in range(start, start + 1000):
                     pipe.publish(CHANNEL, garbage[i % len(garbage)])
                 await pipe.execute()
-        await wait_until(
+        await kit.until(
             lambda: store.stats.rejected_messages == count, "every rejection", within=60
         )
         assert await store.get_policy("risk") == OLD
         await writer_store.update_policy("risk", NEW)
-        await wait_until(lambda: store.stats.invalidations == 1, "the real invalidation")
+        await kit.until(lambda: store.stats.invalidations == 1, "the real invalidation")
         assert await store.get_policy("risk") == NEW
         assert store.link_up
         assert store.stats.reconnects == 0
@@ -574,7 +630,7 @@ def test_a_lost_link_flushes_serves_nothing_cached_and_resubscribes(
         gate = gate_resubscription(monkeypatch, client)
 
         assert await writer.client_kill_filter(_type="pubsub") == 2  # store's and other's
-        await wait_until(lambda: not store.link_up, "the loss to be noticed")
+        await kit.until(lambda: not store.link_up, "the loss to be noticed")
         # Down: the cache was flushed, and nothing is cached until resubscribed.
         for _ in range(3):
             assert await store.get_policy("risk") == OLD
@@ -582,15 +638,15 @@ def test_a_lost_link_flushes_serves_nothing_cached_and_resubscribes(
         assert store.stats.reconnects == 0
 
         gate.set()
-        await wait_until(lambda: store.link_up, "the link to come back")
+        await kit.until(lambda: store.link_up, "the link to come back")
         assert store.stats.reconnects == 1
         await store.get_policy("risk")
         await store.get_policy("risk")
         assert len(gets) == 5
 
-        await wait_until(lambda: other.link_up, "the other store's link")
+        await kit.until(lambda: other.link_up, "the other store's link")
         await other.update_policy("risk", NEW)
-        await wait_until(lambda: store.stats.invalidations == 1, "a later invalidation")
+        await kit.until(lambda: store.stats.invalidations == 1, "a later invalidation")
         assert await store.get_policy("risk") == NEW
 
     run(scenario, redis_backend)
@@ -614,7 +670,7 @@ def test_a_silent_reconnect_by_redis_py_still_flushes(
         store = await kit.store(client, keepalive=FAST_KEEPALIVE)
         await store.get_policy("risk")
         await kit.client().client_kill_filter(_type="pubsub")
-        await wait_until(lambda: store.stats.reconnects == 1, "the re-subscription")
+        await kit.until(lambda: store.stats.reconnects == 1, "the re-subscription")
         await store.get_policy("risk")
         assert len(gets) == 2
         assert store.link_up
@@ -647,10 +703,10 @@ def test_an_unexpected_listener_error_is_logged_and_survived(
         await other.update_policy("risk", OLD)
         await store.get_policy("risk")
         await other.update_policy("boom", OLD)
-        await wait_until(lambda: store.stats.reconnects == 1, "the resubscription")
+        await kit.until(lambda: store.stats.reconnects == 1, "the resubscription")
         assert store.link_up
         await other.update_policy("risk", NEW)
-        await wait_until(lambda: store.stats.invalidations == 2, "a later invalidation")
+        await kit.until(lambda: store.stats.invalidations == 2, "a later invalidation")
         assert await store.get_policy("risk") == NEW
 
     run(scenario, redis_backend)
@@ -692,7 +748,7 @@ def test_a_silent_link_is_caught_by_the_ping_probe(
         store = await kit.store(client, keepalive=FAST_KEEPALIVE)
         await store.get_policy("risk")
         mute.set()
-        await wait_until(lambda: store.stats.reconnects == 1, "the silent link to be replaced")
+        await kit.until(lambda: store.stats.reconnects == 1, "the silent link to be replaced")
         await store.get_policy("risk")
         assert len(gets) == 2, "the cache must be flushed when the link is replaced"
 
@@ -717,7 +773,7 @@ def test_an_idle_healthy_link_is_kept(
 
         on_each_pubsub(monkeypatch, client, patch)
         store = await kit.store(client, keepalive=FAST_KEEPALIVE)
-        await wait_until(lambda: len(pings) >= 4, "several keepalive probes")
+        await kit.until(lambda: len(pings) >= 4, "several keepalive probes")
         assert store.link_up
         assert store.stats.reconnects == 0
 
@@ -793,10 +849,20 @@ def test_close_stops_a_listener_whose_client_swallows_cancellation(
 class FlakyBackend:
     """A Redis the test can take away entirely and bring back."""
 
-    def __init__(self, backend: RedisBackend, down: Callable[[], None], up: Callable[[], None]):
-        self.backend = backend
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[..., Redis],
+        down: Callable[[], None],
+        up: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self._factory = factory
         self.down = down
         self.up = up
+
+    def client(self, **options: Any) -> Redis:
+        return self._factory(**options)
 
 
 @pytest.fixture(
@@ -812,49 +878,57 @@ def flaky_backend(request: pytest.FixtureRequest) -> Iterator[FlakyBackend]:
         def switch(connected: bool) -> Callable[[], None]:
             return lambda: setattr(fake_server, "connected", connected)
 
-        backend = RedisBackend("fake", lambda: fakeredis.FakeAsyncRedis(server=fake_server))
-        yield FlakyBackend(backend, down=switch(False), up=switch(True))
+        yield FlakyBackend(
+            "fake",
+            lambda **options: fakeredis.FakeAsyncRedis(server=fake_server, **options),
+            down=switch(False),
+            up=switch(True),
+        )
         return
     request.getfixturevalue("redis_server")  # skips, or fails under CI, without a binary
     with spawn_redis_server() as server:  # its own: the session server must stay up
-        backend = RedisBackend("server", lambda: redis.asyncio.Redis.from_url(server.url))
-        yield FlakyBackend(backend, down=server.stop, up=server.start)
+        yield FlakyBackend(
+            "server",
+            lambda **options: redis.asyncio.Redis.from_url(server.url, **options),
+            down=server.stop,
+            up=server.start,
+        )
 
 
 def test_redis_gone_raises_store_unavailable_and_recovers(flaky_backend: FlakyBackend) -> None:
     async def scenario(kit: Kit) -> None:
         store = await kit.store(keepalive=FAST_KEEPALIVE)
         await store.update_policy("risk", OLD)
-        await wait_until(lambda: store.stats.invalidations == 1, "the update's own invalidation")
+        await kit.until(lambda: store.stats.invalidations == 1, "the update's own invalidation")
         await store.get_policy("risk")
         await store.get_policy("risk")
         assert store.stats.hits == 1
 
         flaky_backend.down()
-        await wait_until(lambda: not store.link_up, "the loss to be noticed")
+        await kit.until(lambda: not store.link_up, "the loss to be noticed")
         with pytest.raises(StoreUnavailableError, match="cannot read policy 'risk'"):
             await store.get_policy("risk")  # flushed: nothing stale is served
         with pytest.raises(StoreUnavailableError, match="cannot update policy 'risk'"):
             await store.update_policy("risk", NEW)
 
         flaky_backend.up()
-        await wait_until(lambda: store.link_up, "recovery", within=5)
+        await kit.until(lambda: store.link_up, "recovery", within=5)
         assert store.stats.reconnects == 1
-        if flaky_backend.backend.name == "server":  # a restarted server is empty
+        if flaky_backend.name == "server":  # a restarted server is empty
             with pytest.raises(PolicyNotFoundError):
                 await store.get_policy("risk")
         invalidations = store.stats.invalidations
         await store.update_policy("risk", NEW)
         # The update's own invalidation comes back over pub/sub after the call
         # returns; once it is processed, the cache serves again.
-        await wait_until(
+        await kit.until(
             lambda: store.stats.invalidations > invalidations, "the update's own invalidation"
         )
         assert await store.get_policy("risk") == NEW
         assert await store.get_policy("risk") == NEW
         assert store.stats.hits == 2
 
-    run(scenario, flaky_backend.backend)
+    run(scenario, flaky_backend)
 
 
 def test_initialize_without_redis_raises_store_unavailable() -> None:
@@ -1102,10 +1176,10 @@ def test_a_client_decoding_responses_works_end_to_end(redis_backend: RedisBacken
         await writer.update_policy("risk", OLD)
         assert await store.get_policy("risk") == OLD
         await writer.update_policy("risk", NEW)
-        await wait_until(invalidated(store, 2), "both invalidations")
+        await kit.until(invalidated(store, 2), "both invalidations")
         assert await store.get_policy("risk") == NEW
         await kit.client().publish(CHANNEL, "x" * 2000)
-        await wait_until(lambda: store.stats.rejected_messages == 1, "the rejection")
+        await kit.until(lambda: store.stats.rejected_messages == 1, "the rejection")
 
     run(scenario, redis_backend)
 
@@ -1166,7 +1240,7 @@ def test_close_is_idempotent_and_releases_everything(redis_backend: RedisBackend
 
         # fakeredis keeps a closed connection's subscriptions; a real server drops them.
         if redis_backend.name == "server":
-            await wait_until(unsubscribed, "the subscription to be released")
+            await poll_server(unsubscribed, "the subscription to be released")
         with pytest.raises(RuntimeError, match="closed"):
             await store.initialize()
 
@@ -1222,15 +1296,6 @@ def test_get_policy_store_is_lazy_process_wide_and_reads_the_env(
 # -- pytest_quantum_p1._redis ---------------------------------------------------------
 
 
-def _binary() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI needs redis-server on PATH", pytrace=False)
-        pytest.skip("redis-server is not on PATH")
-    return path
-
-
 def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
@@ -1241,8 +1306,8 @@ def _answers_ping(port: int) -> bool:
 
 
 @pytest.mark.real_redis
-def test_spawned_server_stops_and_restarts_on_the_same_port() -> None:
-    _binary()
+def test_spawned_server_stops_and_restarts_on_the_same_port(redis_server: RedisServer) -> None:
+    # redis_server: the binary is there (without one the test skips, or fails under CI).
     with spawn_redis_server() as server:
         assert server.host == "127.0.0.1"
         assert server.url == f"redis://127.0.0.1:{server.port}/0"
@@ -1265,11 +1330,11 @@ def test_spawned_server_stops_and_restarts_on_the_same_port() -> None:
 
 
 @pytest.mark.real_redis
-def test_a_server_that_cannot_start_reports_its_log_tail() -> None:
+def test_a_server_that_cannot_start_reports_its_log_tail(redis_server: RedisServer) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = RedisServer(_binary(), taken.getsockname()[1], startup_timeout=10)
+        server = RedisServer(redis_server.binary, taken.getsockname()[1], startup_timeout=10)
         with pytest.raises(RedisServerUnavailable, match=r"(?s)exited; its log ends with.*in use"):
             server.start()
     assert not server.running

@@ -1,14 +1,15 @@
-"""N policy-store instances on one Redis, driven and measured by the harness.
+"""The cluster: N policy-store instances on one Redis, driven and measured by the harness.
 
 :class:`PolicyCluster` builds ``instances`` stores from the target's
 :data:`~pytest_quantum_p1.StoreFactory`, each with its own Redis client wrapped
-in an :class:`~pytest_quantum_p1._observed.ObservedRedis`, all on one
-:class:`~pytest_quantum_p1._portal.Portal` loop, or (``processes=True``) each
-in its own OS process against a real server, as production runs them (see
-:mod:`pytest_quantum_p1._process`). It updates and reads through any instance,
-waits for the cluster to settle without sleeping, asserts convergence with a
-readable verdict, and reports storage reads and invalidation propagation times
-that it measured itself.
+in an :class:`~pytest_quantum_p1._harness.observed.ObservedRedis`, all on one
+:class:`~pytest_quantum_p1._harness.portal.Portal` loop, or (``processes=True``)
+each in its own OS process against a real server, as production runs them (see
+:mod:`pytest_quantum_p1._harness.process`). Its Redis is one
+:class:`~pytest_quantum_p1._redis.source.RedisSource`. It updates and reads
+through any instance, waits for the cluster to settle without sleeping, asserts
+convergence with a readable verdict, and reports storage reads and invalidation
+propagation times that it measured itself.
 
 What is assumed of a store, and nothing more (the
 :class:`~pytest_quantum_p1.PolicyStore` protocol):
@@ -24,82 +25,54 @@ Convention: every operation that waits comes as ``x()`` for sync code and
 ``await x_async()`` for coroutines on any loop (pytest-asyncio, anyio);
 figures (``stats()``, ``storage_reads`` ...) are plain non-blocking calls.
 
-This module imports redis (through ``_observed``); the plugin imports it only
-when a fixture needs it.
+Words: to *settle* is to wait until every instance processed every
+invalidation sent so far (a marker published after them was processed); a
+*subscription* is one ``pubsub()`` an instance's store made.
+
+This module imports redis; the plugin imports it only when a fixture needs it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import concurrent.futures
 import contextlib
 import difflib
-import os
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol
 
 import redis.exceptions
 
-from pytest_quantum_p1._observed import Delivery, ObservedRedis
-from pytest_quantum_p1._portal import LOOP_GRACE, Portal, run_soon
-from pytest_quantum_p1._process import (
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._harness.factory import factory_spec, resolve_store_factory
+from pytest_quantum_p1._harness.figures import (
+    ClusterStats,
+    Propagation,
+    UpdateRecord,
+    propagations,
+    summarize,
+)
+from pytest_quantum_p1._harness.member import LocalMember, Member
+from pytest_quantum_p1._harness.observed import ObservedRedis
+from pytest_quantum_p1._harness.portal import LOOP_GRACE, Portal, run_soon
+from pytest_quantum_p1._harness.process import (
     SPAWN_TIMEOUT,
     MemberProcessError,
     ProcessMember,
-    factory_spec,
-    redis_url_of,
-    resolve_store_factory,
     spawn_context,
 )
-from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
-from pytest_quantum_p1._units import percentile
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from pytest_quantum_p1._observed import ControlledPubSub
+from pytest_quantum_p1._harness.pubsub import ControlledPubSub
+from pytest_quantum_p1._redis.source import RedisSource
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock, PolicyStore, StoreFactory
 
 __all__ = [
-    "DEFAULT_CHANNEL",
-    "NOT_CONVERGED",
-    "NOT_SETTLED",
-    "NOT_SUBSCRIBED",
-    "ClusterStats",
     "ClusterTimeout",
-    "MemberProcessError",
     "PolicyCluster",
     "PolicyClusterFactory",
-    "Propagation",
-    "UpdateRecord",
 ]
-
-DEFAULT_CHANNEL = "policy:invalidate"
-
-#: Message heads, as constants the tests match.
-NOT_SETTLED = (
-    "settle() timed out after {timeout:g}s: {count} of {total} instance(s) did not process "
-    "the settle marker {marker!r} published on {channel!r} (PUBLISH reached {receivers} "
-    "subscriber(s))"
-)
-NOT_SUBSCRIBED = (
-    "{count} of {total} store instance(s) did not subscribe to {channel!r} within "
-    "{timeout:g}s of initialize()"
-)
-NOT_RESUBSCRIBED = (
-    "{label} did not resubscribe to {channel!r} within {timeout:g}s: its store called "
-    "pubsub() {count} time(s), {after} before the wait; {state}"
-)
-SUBSCRIPTION_KEPT = "{label} still had a live subscription to {channel!r} after {timeout:g}s"
-NOT_CONVERGED = (
-    "policy {name!r} did not converge: {count} of {total} instance(s) read another value "
-    "after settle()"
-)
-
 
 #: What makes an instance late rather than the harness broken: it did not get
 #: there in time, or its process died (its whereabouts say which).
@@ -118,62 +91,6 @@ class ClusterTimeout(TimeoutError):
         self.instances = tuple(instances)
 
 
-@dataclass(frozen=True)
-class UpdateRecord:
-    """One ``update()`` the harness made: where, what, and when it started and ended."""
-
-    seq: int
-    instance: int
-    name: str
-    #: :func:`time.perf_counter` at the start and end of ``update_policy``.
-    started_at: float
-    finished_at: float
-
-
-@dataclass(frozen=True)
-class Propagation:
-    """How long one update took to be processed by one instance's listener."""
-
-    update: int
-    name: str
-    source: int
-    instance: int
-    #: From the start of the update call until the instance finished handling
-    #: the first invalidation for ``name`` it received after that start;
-    #: ``None`` when it never did.
-    ms: float | None
-
-
-@dataclass(frozen=True)
-class ClusterStats:
-    """The cluster's figures, measured by the harness."""
-
-    instances: int
-    updates: int
-    #: ``get_policy`` calls the harness made, per instance.
-    reads: tuple[int, ...]
-    #: Storage reads counted on each instance's client.
-    storage_reads: tuple[int, ...]
-    #: Propagations observed (at most ``instances * updates``).
-    propagations: int
-    #: Instance-updates with no processed invalidation (so far).
-    missing_propagations: int
-    propagation_p50_ms: float | None
-    propagation_p99_ms: float | None
-    propagation_max_ms: float | None
-
-    @property
-    def total_storage_reads(self) -> int:
-        """Storage reads over all instances."""
-        return sum(self.storage_reads)
-
-    @property
-    def hit_rate(self) -> float | None:
-        """``1 - storage reads / reads`` over the cluster; ``None`` before any read."""
-        total = sum(self.reads)
-        return None if total == 0 else 1.0 - self.total_storage_reads / total
-
-
 class PolicyClusterFactory(Protocol):
     """The ``policy_cluster`` fixture: ``policy_cluster(instances=None, *, timeout=10.0, processes=False)``."""
 
@@ -182,213 +99,31 @@ class PolicyClusterFactory(Protocol):
     ) -> PolicyCluster: ...
 
 
-class _Member(Protocol):
-    """One store instance as the cluster drives it.
-
-    In-process (:class:`_LocalMember`) or in a child process
-    (:class:`~pytest_quantum_p1._process.ProcessMember`, which hosts a
-    ``_LocalMember`` in the child). Methods run on the cluster's loop; times are
-    :func:`time.perf_counter` seconds of this process.
-    """
-
-    index: int
-    label: str
-
-    @property
-    def pid(self) -> int: ...
-    async def start(self) -> None: ...
-    async def get_policy(self, name: str) -> Mapping[str, Any]: ...
-    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> tuple[float, float]: ...
-    async def wait_subscribed(self, channel: str, timeout: float) -> None: ...
-    async def wait_processed(self, data: str, timeout: float) -> Delivery: ...
-    async def wait_resubscribed(self, after: int, channel: str, timeout: float) -> float: ...
-    async def wait_subscription_lost(self, channel: str, timeout: float) -> float: ...
-    def whereabouts(self, data: str) -> str: ...
-    def subscription(self) -> str: ...
-    def deliveries(self) -> tuple[Delivery, ...]: ...
-    def storage_reads(self) -> int: ...
-    def subscriptions(self) -> int: ...
-    async def close(self) -> None: ...
-
-
-class _LocalMember:
-    """A store on the cluster's loop, talking to Redis through an ObservedRedis."""
-
-    def __init__(self, index: int, factory: StoreFactory, client: Redis, clock: Clock) -> None:
-        self.index = index
-        self.label = f"instance {index}"
-        self.observed = ObservedRedis(client, label=self.label)
-        # The store is handed the proxy where it expects a client: it only
-        # uses the client's interface, which the proxy forwards.
-        self.store: PolicyStore = factory(cast("Redis", self.observed), clock)
-
-    @property
-    def pid(self) -> int:
-        return os.getpid()
-
-    async def start(self) -> None:
-        await self.store.initialize()
-
-    async def get_policy(self, name: str) -> Mapping[str, Any]:
-        return await self.store.get_policy(name)
-
-    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> tuple[float, float]:
-        started = time.perf_counter()
-        await self.store.update_policy(name, policy)
-        return (started, time.perf_counter())
-
-    async def wait_subscribed(self, channel: str, timeout: float) -> None:
-        await self.observed.wait_subscribed_async(channel, timeout)
-
-    async def wait_processed(self, data: str, timeout: float) -> Delivery:
-        return await self.observed.wait_processed_async(data, timeout)
-
-    def _live(self, channel: str) -> bool:
-        current = self.observed.current_pubsub
-        return current is not None and not current.disconnected and current._listens_to(channel)
-
-    async def wait_resubscribed(self, after: int, channel: str, timeout: float) -> float:
-        observed = self.observed
-
-        def check() -> float | None:
-            if observed.subscriptions <= after or not self._live(channel):
-                return None
-            return time.perf_counter()
-
-        try:
-            # The signal fires on every pubsub() call, confirmation and lost
-            # connection, so the moment returned is when the change was seen.
-            return await observed._signal.wait_until(check, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                NOT_RESUBSCRIBED.format(
-                    label=self.label,
-                    channel=channel,
-                    timeout=timeout,
-                    count=observed.subscriptions,
-                    after=after,
-                    state=self.subscription(),
-                )
-            ) from None
-
-    async def wait_subscription_lost(self, channel: str, timeout: float) -> float:
-        def check() -> float | None:
-            return None if self._live(channel) else time.perf_counter()
-
-        try:
-            return await self.observed._signal.wait_until(check, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                SUBSCRIPTION_KEPT.format(label=self.label, channel=channel, timeout=timeout)
-            ) from None
-
-    def whereabouts(self, data: str) -> str:
-        current = self.observed.current_pubsub
-        if current is None:
-            return "never called client.pubsub()"
-        status = current.status_of(data)
-        if current.closed:
-            return f"closed its subscription ({current.label}) and did not open another"
-        if current.disconnected:
-            return f"lost its subscription ({current.label}) and did not resubscribe"
-        if status == "held":
-            return (
-                f"the marker is held by hold() with {len(current.pending)} message(s) "
-                "pending: call release() or deliver()"
-            )
-        if status == "handed out":
-            return (
-                "took the marker but never came back for the next message "
-                "(listener stuck, or it crashed)"
-            )
-        if status == "waiting":
-            return "has not taken the marker from its subscription: its listener stopped reading"
-        return f"never received the marker (subscribed to {sorted(current.confirmed_channels)})"
-
-    def subscription(self) -> str:
-        current = self.observed.current_pubsub
-        if current is None:
-            return "never called client.pubsub()"
-        if current.closed:
-            return f"closed its subscription ({current.label})"
-        if current.disconnected:
-            return f"its subscription ({current.label}) lost its connection"
-        return f"subscribed to {sorted(current.confirmed_channels) or 'nothing'}"
-
-    def subscriptions(self) -> int:
-        return self.observed.subscriptions
-
-    def deliveries(self) -> tuple[Delivery, ...]:
-        return self.observed._all_deliveries()
-
-    def storage_reads(self) -> int:
-        return self.observed.storage_reads
-
-    async def close(self) -> None:
-        try:
-            await self.store.close()
-        finally:
-            # Whatever the store left open: pumps would outlive the loop otherwise.
-            await self.observed.close_pubsubs()
-            await self.observed.aclose()
-
-
-class _ProcessedIndex:
-    """Per message text: the earliest processing time among messages received after t.
-
-    Built once per :meth:`PolicyCluster.propagation` call, so figures over long
-    runs cost O((updates + messages) log messages), not their product.
-    """
-
-    def __init__(self, log: Sequence[Delivery]) -> None:
-        grouped: dict[str, list[tuple[float, float]]] = {}
-        for delivery in log:
-            if delivery.processed_at is not None:
-                grouped.setdefault(delivery.text, []).append(
-                    (delivery.received_at, delivery.processed_at)
-                )
-        self._received: dict[str, list[float]] = {}
-        self._earliest_from: dict[str, list[float]] = {}
-        for text, pairs in grouped.items():
-            pairs.sort()
-            earliest = [pair[1] for pair in pairs]
-            for i in range(len(earliest) - 2, -1, -1):
-                earliest[i] = min(earliest[i], earliest[i + 1])
-            self._received[text] = [pair[0] for pair in pairs]
-            self._earliest_from[text] = earliest
-
-    def first_processed_after(self, text: str, since: float) -> float | None:
-        received = self._received.get(text)
-        if received is None:
-            return None
-        i = bisect.bisect_left(received, since)
-        return self._earliest_from[text][i] if i < len(received) else None
-
-
-def _client_for(url: str) -> Callable[[], Redis]:
-    def make() -> Redis:
-        import redis.asyncio
-
-        return redis.asyncio.Redis.from_url(url)
-
-    return make
+def _as_source(redis: RedisSource | str) -> RedisSource:
+    if isinstance(redis, str):
+        return RedisSource.external(redis)
+    if not isinstance(redis, RedisSource):
+        raise TypeError(_messages.CLUSTER_NOT_A_REDIS_SOURCE.format(got=redis))
+    return redis
 
 
 async def _launch(
     factory: StoreFactory | str,
-    control: Redis,
+    source: RedisSource,
     instances: int,
     clock: Clock,
-    members: list[_Member],
+    members: list[Member],
 ) -> None:
     """Start ``instances`` child processes, adding each to ``members`` (whose owner closes them)."""
     # Both checked here, in the parent, so a mistake costs no process start-up
     # and its error carries the caller's traceback.
     spec = factory_spec(factory)
-    url = redis_url_of(control)
+    if source.is_fake:
+        raise TypeError(_messages.NOT_A_SERVER)
+    address = source.address
     context = spawn_context()
     launched = [
-        ProcessMember(index, spec=spec, url=url, clock=clock, context=context)
+        ProcessMember(index, spec=spec, address=address, clock=clock, context=context)
         for index in range(instances)
     ]
     members.extend(launched)
@@ -397,15 +132,37 @@ async def _launch(
     await asyncio.gather(*(member.spawned() for member in launched))
 
 
-async def _start(member: _Member, timeout: float) -> None:
+async def _start(member: Member, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
             await member.start()
     except TimeoutError:
         raise ClusterTimeout(
-            f"{member.label}: initialize() did not return within {timeout:g}s",
+            _messages.INITIALIZE_TIMED_OUT.format(label=member.label, timeout=timeout),
             instances=[member.index],
         ) from None
+
+
+async def _wait_all_subscribed(members: Sequence[Member], channel: str, timeout: float) -> None:
+    # Waiting for Redis's confirmation keeps the harness from blaming a store
+    # for a marker published before its SUBSCRIBE reached the server.
+    results = await asyncio.gather(
+        *(m.wait_subscribed(channel, timeout) for m in members),
+        return_exceptions=True,
+    )
+    late = [m for m, r in zip(members, results, strict=True) if r is not None]
+    for result in results:
+        if result is not None and not isinstance(result, _LATE):
+            raise result
+    if late:
+        lines = [
+            _messages.NOT_SUBSCRIBED.format(
+                count=len(late), total=len(members), channel=channel, timeout=timeout
+            )
+        ]
+        lines += [f"  - {member.label}: {member.subscription_state()}" for member in late]
+        lines.append(_messages.NOT_SUBSCRIBED_TUNE)
+        raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
 
 
 class PolicyCluster:
@@ -425,7 +182,7 @@ class PolicyCluster:
       disconnect, held reads ...).
 
     With ``processes=True`` every instance is an OS process of its own (see
-    :mod:`pytest_quantum_p1._process`): the same operations, settling, verdicts
+    :mod:`pytest_quantum_p1._harness.process`): the same operations, settling, verdicts
     and figures work across them; :attr:`pids` names the processes, and the
     controls that hand out local objects (:meth:`observed`, :meth:`pubsub`,
     :meth:`store`) raise :class:`TypeError`. Fault tests in either mode use
@@ -445,8 +202,8 @@ class PolicyCluster:
         *,
         portal: Portal,
         owns_portal: bool,
-        members: Sequence[_Member],
-        control: Redis,
+        members: Sequence[Member],
+        control: Any,
         channel: str,
         clock: Clock,
         processes: bool = False,
@@ -472,7 +229,7 @@ class PolicyCluster:
     def open(
         cls,
         factory: StoreFactory | str,
-        make_client: Callable[[], Redis] | str,
+        redis: RedisSource | str,
         *,
         instances: int = 4,
         clock: Clock,
@@ -485,19 +242,22 @@ class PolicyCluster:
 
         ``factory`` is a store factory or its import string ``module:attr``
         (naming a factory, a :class:`~pytest_quantum_p1.P1Target` or a callable
-        returning one). ``make_client`` is called on the portal's loop, once per
-        instance and once for the harness's control client; clients must be new
-        and unused; a ``redis://`` URL string stands for
-        ``redis.asyncio.Redis.from_url(url)``. ``portal`` defaults to a new one,
-        closed with the cluster. ``timeout`` bounds initialisation and the wait
-        for subscriptions.
+        returning one). ``redis`` is the
+        :class:`~pytest_quantum_p1._redis.source.RedisSource` every client is
+        made from (:meth:`~pytest_quantum_p1._redis.source.RedisSource.client`,
+        on the portal's loop: one per instance and one for the harness's
+        control client); a ``redis://`` URL string stands for
+        ``RedisSource.external(url)``. ``portal`` defaults to a new one, closed
+        with the cluster. ``timeout`` bounds initialisation and the wait for
+        subscriptions.
 
         ``processes=True`` runs each instance in a child process of its own
         (``spawn`` start method). The children are given names, not objects:
         ``factory`` must be importable (an import string, or a module-level
-        function), and the Redis is the server ``make_client``'s client points
-        at (a real server; fakeredis lives in one process). Process start-up
-        gets :data:`~pytest_quantum_p1._process.SPAWN_TIMEOUT` on top of
+        function), and the Redis is the source's
+        :attr:`~pytest_quantum_p1._redis.source.RedisSource.address` (a real
+        server; fakeredis lives in one process). Process start-up gets
+        :data:`~pytest_quantum_p1._harness.process.SPAWN_TIMEOUT` on top of
         ``timeout``.
         """
         owned = portal is None
@@ -507,7 +267,7 @@ class PolicyCluster:
             return portal.call(
                 cls._open,
                 factory,
-                make_client,
+                redis,
                 instances,
                 clock,
                 channel,
@@ -526,7 +286,7 @@ class PolicyCluster:
     async def open_async(
         cls,
         factory: StoreFactory | str,
-        make_client: Callable[[], Redis] | str,
+        redis: RedisSource | str,
         *,
         instances: int = 4,
         clock: Clock,
@@ -542,7 +302,7 @@ class PolicyCluster:
             return await portal.acall(
                 cls._open,
                 factory,
-                make_client,
+                redis,
                 instances,
                 clock,
                 channel,
@@ -560,7 +320,7 @@ class PolicyCluster:
     async def _open(
         cls,
         factory: StoreFactory | str,
-        make_client: Callable[[], Redis] | str,
+        redis: RedisSource | str,
         instances: int,
         clock: Clock,
         channel: str,
@@ -570,21 +330,20 @@ class PolicyCluster:
         processes: bool,
     ) -> PolicyCluster:
         if instances < 1:
-            raise ValueError(f"a cluster needs at least one instance, got {instances}")
-        if isinstance(make_client, str):
-            make_client = _client_for(make_client)
-        control = make_client()
-        members: list[_Member] = []
+            raise ValueError(_messages.CLUSTER_NEEDS_AN_INSTANCE.format(instances=instances))
+        source = _as_source(redis)
+        control = source.client()
+        members: list[Member] = []
         try:
             if processes:
-                await _launch(factory, control, instances, clock, members)
+                await _launch(factory, source, instances, clock, members)
                 # Processes initialise side by side.
                 await asyncio.gather(*(_start(member, timeout) for member in members))
             else:
                 if isinstance(factory, str):
                     factory = resolve_store_factory(factory)
                 for index in range(instances):
-                    members.append(_LocalMember(index, factory, make_client(), clock))
+                    members.append(LocalMember(index, factory, source.client(), clock))
                 for member in members:  # in order: they share this process's loop
                     await _start(member, timeout)
             cluster = cls(
@@ -596,7 +355,7 @@ class PolicyCluster:
                 clock=clock,
                 processes=processes,
             )
-            await cluster._wait_all_subscribed(timeout)
+            await _wait_all_subscribed(members, channel, timeout)
         except BaseException:
             for member in members:
                 with contextlib.suppress(Exception):  # the original error is the one to report
@@ -604,30 +363,6 @@ class PolicyCluster:
             await control.aclose()
             raise
         return cluster
-
-    async def _wait_all_subscribed(self, timeout: float) -> None:
-        # Waiting for Redis's confirmation keeps the harness from blaming a store
-        # for a marker published before its SUBSCRIBE reached the server.
-        results = await asyncio.gather(
-            *(m.wait_subscribed(self.channel, timeout) for m in self._members),
-            return_exceptions=True,
-        )
-        late = [m for m, r in zip(self._members, results, strict=True) if r is not None]
-        for result in results:
-            if result is not None and not isinstance(result, _LATE):
-                raise result
-        if late:
-            lines = [
-                NOT_SUBSCRIBED.format(
-                    count=len(late), total=len(self._members), channel=self.channel, timeout=timeout
-                )
-            ]
-            lines += [f"  - {member.label}: {member.subscription()}" for member in late]
-            lines.append(
-                "The harness sends invalidations and settle markers on that channel "
-                "(P1Target.invalidation_channel)."
-            )
-            raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
 
     # -- context management ---------------------------------------------------
 
@@ -700,17 +435,19 @@ class PolicyCluster:
     def __len__(self) -> int:
         return len(self._members)
 
-    def _member(self, instance: int) -> _Member:
+    def _member(self, instance: int) -> Member:
         if not 0 <= instance < len(self._members):
             raise IndexError(
-                f"no instance {instance}: this cluster has instances 0..{len(self._members) - 1}"
+                _messages.CLUSTER_NO_SUCH_INSTANCE.format(
+                    instance=instance, last=len(self._members) - 1
+                )
             )
         return self._members[instance]
 
-    def _local(self, instance: int) -> _LocalMember:
+    def _local(self, instance: int) -> LocalMember:
         member = self._member(instance)
-        if not isinstance(member, _LocalMember):
-            raise TypeError(f"{member.label} runs in another process: it has no local objects")
+        if not isinstance(member, LocalMember):
+            raise TypeError(_messages.CLUSTER_INSTANCE_NOT_LOCAL.format(label=member.label))
         return member
 
     def observed(self, instance: int) -> ObservedRedis:
@@ -721,7 +458,7 @@ class PolicyCluster:
         """The instance's current subscription, for hold/deliver/drop/disconnect."""
         current = self._local(instance).observed.current_pubsub
         if current is None:
-            raise LookupError(f"instance {instance} never called client.pubsub()")
+            raise LookupError(_messages.CLUSTER_NEVER_CALLED_PUBSUB.format(instance=instance))
         return current
 
     def store(self, instance: int) -> PolicyStore:
@@ -834,7 +571,7 @@ class PolicyCluster:
         return [await self._read(m.index, name) for m in self._members]
 
     async def _read_outcomes(self, name: str) -> list[Mapping[str, Any] | Exception]:
-        async def outcome(member: _Member) -> Mapping[str, Any] | Exception:
+        async def outcome(member: Member) -> Mapping[str, Any] | Exception:
             try:
                 return await self._read(member.index, name)
             except Exception as exc:  # part of the verdict, not a harness error
@@ -883,7 +620,7 @@ class PolicyCluster:
         late = [m for m, r in zip(self._members, results, strict=True) if isinstance(r, _LATE)]
         if late:
             lines = [
-                NOT_SETTLED.format(
+                _messages.NOT_SETTLED.format(
                     timeout=timeout,
                     count=len(late),
                     total=len(self._members),
@@ -893,11 +630,7 @@ class PolicyCluster:
                 )
             ]
             lines += [f"  - {m.label}: {m.whereabouts(marker)}" for m in late]
-            lines.append(
-                "Every earlier invalidation reaches an instance before the marker, so these "
-                "instances may still serve stale values. A longer settle(timeout=...) helps "
-                "only if their listeners are merely slow."
-            )
+            lines.append(_messages.NOT_SETTLED_TUNE)
             raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
         return time.perf_counter() - started
 
@@ -951,26 +684,22 @@ class PolicyCluster:
 
         bad.sort(key=closeness)
         last = next((u for u in reversed(self._updates) if u.name == name), None)
-        origin = f" (last updated through instance {last.instance})" if last else ""
+        origin = _messages.NOT_CONVERGED_ORIGIN.format(instance=last.instance) if last else ""
         lines = [
-            NOT_CONVERGED.format(name=name, count=len(bad), total=len(outcomes)),
-            f"expected{origin}: {expected!r}",
-            "instances reading something else, closest first:",
+            _messages.NOT_CONVERGED.format(name=name, count=len(bad), total=len(outcomes)),
+            _messages.NOT_CONVERGED_EXPECTED.format(origin=origin, expected=expected),
+            _messages.NOT_CONVERGED_HEADING,
         ]
         for index, got in bad:
             shown = (
-                f"raised {type(got).__name__}: {got}" if isinstance(got, Exception) else repr(got)
+                _messages.NOT_CONVERGED_RAISED.format(type=type(got).__name__, error=got)
+                if isinstance(got, Exception)
+                else repr(got)
             )
             lines.append(f"  - instance {index}: {shown}")
-        lines.append(
-            "instances reading the expected value: "
-            + (", ".join(str(i) for i in good) if good else "none")
-        )
-        lines.append(
-            "settle() had returned, so every invalidation sent was already handled: these "
-            "values are not in flight; the store kept or re-cached them. If the store is meant "
-            "to converge by TTL only, advance the injected clock past it before asserting."
-        )
+        agreeing = ", ".join(str(i) for i in good) if good else "none"
+        lines.append(_messages.NOT_CONVERGED_AGREEING.format(instances=agreeing))
+        lines.append(_messages.NOT_CONVERGED_TUNE)
         raise AssertionError("\n".join(lines))
 
     # -- figures ------------------------------------------------------------------
@@ -1005,16 +734,7 @@ class PolicyCluster:
         return run_soon(self.portal.loop, self._propagation)
 
     def _propagation(self) -> tuple[Propagation, ...]:
-        indexes = [_ProcessedIndex(m.deliveries()) for m in self._members]
-        found: list[Propagation] = []
-        for update in self._updates:
-            for member, index in zip(self._members, indexes, strict=True):
-                done = index.first_processed_after(update.name, update.started_at)
-                ms = None if done is None else (done - update.started_at) * 1000
-                found.append(
-                    Propagation(update.seq, update.name, update.instance, member.index, ms)
-                )
-        return tuple(found)
+        return propagations(self._updates, [(m.index, m.deliveries()) for m in self._members])
 
     def propagation_ms(self) -> list[float]:
         """Every observed propagation time, in milliseconds (missing ones left out)."""
@@ -1022,18 +742,12 @@ class PolicyCluster:
 
     def stats(self) -> ClusterStats:
         """The figures so far (call :meth:`settle` first for complete propagation)."""
-        found = self.propagation()
-        times = [p.ms for p in found if p.ms is not None]
-        return ClusterStats(
+        return summarize(
+            self.propagation(),
             instances=len(self._members),
             updates=len(self._updates),
             reads=self.reads,
             storage_reads=self.storage_reads,
-            propagations=len(times),
-            missing_propagations=len(found) - len(times),
-            propagation_p50_ms=percentile(times, 50) if times else None,
-            propagation_p99_ms=percentile(times, 99) if times else None,
-            propagation_max_ms=max(times) if times else None,
         )
 
     def __repr__(self) -> str:

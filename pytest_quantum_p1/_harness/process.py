@@ -1,18 +1,20 @@
-"""Store instances in their own OS processes, driven by a :class:`~pytest_quantum_p1.PolicyCluster`.
+"""Process members: store instances in OS processes of their own, driven over a pipe.
 
 In production several backend processes share one Redis. ``PolicyCluster.open(...,
 processes=True)`` reproduces that: each instance is a child process started with
 the ``spawn`` start method (safe with the portal's threads), hosting one store on
 its own event loop, wrapped in the same
-:class:`~pytest_quantum_p1._observed.ObservedRedis` as in-process instances. The
-parent passes the child *names*, never objects: the store factory's import
-string (``module:attr`` of a :class:`~pytest_quantum_p1.P1Target`, of a
-zero-argument callable returning one, or of a ``(redis, clock) -> store``
-factory) and the Redis URL. The child imports the factory itself.
+:class:`~pytest_quantum_p1._harness.observed.ObservedRedis` as in-process
+instances (the child hosts a :class:`~pytest_quantum_p1._harness.member.LocalMember`).
+The parent passes the child *names*, never objects: the store factory's import
+string (see :mod:`pytest_quantum_p1._harness.factory`) and the Redis source's
+address (:attr:`~pytest_quantum_p1._redis.source.RedisSource.address`). The child
+imports the factory itself.
 
-The parent side, :class:`ProcessMember`, is the cluster's ``_Member`` for such a
-child. Commands (read, update, wait for a processed message ...) go down a pipe
-and their replies come back on it; the parent reads its end with
+The parent side, :class:`ProcessMember`, is the cluster's
+:class:`~pytest_quantum_p1._harness.member.Member` for such a child. Commands
+(read, update, wait for a processed message ...) go down a pipe and their
+replies come back on it; the parent reads its end with
 ``loop.add_reader``, so nothing polls. Every reply also carries what the harness
 measures in the child: the storage-read count, the number of ``pubsub()`` calls
 and the invalidation deliveries processed since the last reply. Figures are
@@ -46,8 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -55,22 +55,22 @@ import pickle
 import signal
 import time
 import traceback
-import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from pytest_quantum_p1._observed import Delivery
-from pytest_quantum_p1._portal import LOOP_GRACE
-from pytest_quantum_p1._target import Clock, P1Target, StoreFactory
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._harness.factory import resolve_store_factory
+from pytest_quantum_p1._harness.member import LocalMember
+from pytest_quantum_p1._harness.portal import LOOP_GRACE
+from pytest_quantum_p1._harness.pubsub import Delivery
+from pytest_quantum_p1._redis.source import RedisSource
+from pytest_quantum_p1._target import Clock
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnContext, SpawnProcess
 
-    from redis.asyncio import Redis
-
-    from pytest_quantum_p1._cluster import _LocalMember
-    from pytest_quantum_p1._observed import ControlledPubSub, DeliveryKind
+    from pytest_quantum_p1._harness.pubsub import ControlledPubSub, DeliveryKind
 
 __all__ = [
     "SPAWN_TIMEOUT",
@@ -78,10 +78,7 @@ __all__ = [
     "ProcessMember",
     "RemoteError",
     "child_main",
-    "factory_spec",
-    "redis_url_of",
-    "resolve_store_factory",
-    "target_of",
+    "spawn_context",
 ]
 
 #: Seconds a child may take to start and import the factory, on top of the
@@ -93,27 +90,6 @@ _EXIT_TIMEOUT: Final = 5.0
 
 #: Longest child traceback attached to an error, in characters.
 _TRACEBACK_LIMIT: Final = 4000
-
-#: Message heads, as constants the tests match.
-SPEC_INVALID = (
-    "processes=True needs the store factory as an import string 'package.module:attr' "
-    "(a P1Target, a callable returning one, or a (redis, clock) -> store factory), got {spec!r}"
-)
-FACTORY_NOT_IMPORTABLE = (
-    "processes=True needs a store factory its child processes can import, but {factory!r} "
-    "is not reachable as 'module:attr' ({reason}); pass its import string instead"
-)
-NOT_A_SERVER = (
-    "processes=True needs a real Redis server that other processes can reach, but the "
-    "client is a {kind}: use --p1-redis=server, a redis:// URL, or a client made by "
-    "redis.asyncio.Redis.from_url()"
-)
-PROCESS_EXITED = "{label} exited with code {code}{doing}"
-PROCESS_FAILED_TO_START = "{label}: its process could not start the store:\n{detail}"
-PROCESS_SILENT = (
-    "{label} did not answer {op!r} within {timeout:g}s: its process is alive but "
-    "its event loop does not answer (blocked, or swamped)"
-)
 
 
 class MemberProcessError(RuntimeError):
@@ -136,115 +112,6 @@ class RemoteError(Exception):
         return (type(self), (type_name, message), self.__dict__)
 
 
-# -- names instead of objects ----------------------------------------------------------
-
-
-def _import_attr(spec: str) -> object:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(SPEC_INVALID.format(spec=spec))
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _accepts(fn: Callable[..., object], count: int) -> bool:
-    try:
-        inspect.signature(fn).bind(*([None] * count))
-    except TypeError:
-        return False
-    except ValueError:  # no signature (some builtins): assume the documented form
-        return count == 2
-    return True
-
-
-def resolve_store_factory(spec: str) -> StoreFactory:
-    """The store factory named by ``spec`` (``package.module:attr``).
-
-    ``attr`` may name a :class:`~pytest_quantum_p1.P1Target` (its
-    ``store_factory`` is used), a zero-argument callable returning one, or a
-    ``(redis, clock) -> store`` factory itself. Dotted attributes
-    (``module:Class.method``) are followed.
-    """
-    return _resolve(spec)[0]
-
-
-def target_of(spec: str) -> P1Target | None:
-    """The :class:`~pytest_quantum_p1.P1Target` ``spec`` names, or ``None`` for a bare factory."""
-    return _resolve(spec)[1]
-
-
-def _resolve(spec: str) -> tuple[StoreFactory, P1Target | None]:
-    obj = _import_attr(spec)
-    if isinstance(obj, P1Target):
-        return obj.store_factory, obj
-    if callable(obj) and _accepts(obj, 2):
-        return cast("StoreFactory", obj), None
-    if callable(obj) and _accepts(obj, 0):
-        target = obj()
-        if isinstance(target, P1Target):
-            return target.store_factory, target
-        raise TypeError(f"{spec} returned a {type(target).__name__}, not a P1Target")
-    raise TypeError(
-        f"{spec} is a {type(obj).__name__}: expected a P1Target, a callable returning one, "
-        "or a (redis, clock) -> store factory"
-    )
-
-
-def factory_spec(factory: StoreFactory | str) -> str:
-    """The import string of ``factory``, checked to import back to the same object."""
-    if isinstance(factory, str):
-        resolve_store_factory(factory)  # fail here, with the parent's traceback
-        return factory
-    module = getattr(factory, "__module__", None)
-    qualname = getattr(factory, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
-        reason = "a lambda, a local function or an instance has no importable name"
-        raise TypeError(FACTORY_NOT_IMPORTABLE.format(factory=factory, reason=reason))
-    spec = f"{module}:{qualname}"
-    try:
-        found = _import_attr(spec)
-    except (ImportError, AttributeError) as exc:
-        raise TypeError(FACTORY_NOT_IMPORTABLE.format(factory=factory, reason=exc)) from None
-    if found is not factory:
-        reason = f"{spec} names another object"
-        raise TypeError(FACTORY_NOT_IMPORTABLE.format(factory=factory, reason=reason))
-    return spec
-
-
-def redis_url_of(client: Redis) -> str:
-    """A URL reaching the same server and database as ``client``, for another process.
-
-    Raises :class:`TypeError` for clients other processes cannot reach (fakeredis).
-    """
-    kind = f"{type(client).__module__}.{type(client).__qualname__}"
-    pool = getattr(client, "connection_pool", None)
-    if kind.startswith("fakeredis") or pool is None:
-        raise TypeError(NOT_A_SERVER.format(kind=kind))
-    connection_class = getattr(pool, "connection_class", None)
-    if connection_class is not None and connection_class.__module__.startswith("fakeredis"):
-        raise TypeError(NOT_A_SERVER.format(kind=kind))
-    kwargs: Mapping[str, Any] = pool.connection_kwargs
-    username = kwargs.get("username")
-    password = kwargs.get("password")
-    userinfo = ""
-    if username or password:
-        userinfo = urllib.parse.quote(str(username or ""), safe="")
-        if password:
-            userinfo += ":" + urllib.parse.quote(str(password), safe="")
-        userinfo += "@"
-    db = kwargs.get("db", 0)
-    path = kwargs.get("path")
-    if path:
-        return f"unix://{userinfo}{path}?db={db}"
-    scheme = "rediss" if "SSL" in getattr(connection_class, "__name__", "") else "redis"
-    host = kwargs.get("host", "localhost")
-    if ":" in str(host):
-        host = f"[{host}]"
-    return f"{scheme}://{userinfo}{host}:{kwargs.get('port', 6379)}/{db}"
-
-
 # -- time across processes -------------------------------------------------------------
 
 
@@ -258,7 +125,8 @@ class _ChildConfig:
     index: int
     label: str
     spec: str
-    url: str
+    #: Where the Redis is: the source's address.
+    address: str
     clock_start: float
 
 
@@ -308,7 +176,7 @@ class _Child:
         self.config = config
         self.clock = _MirrorClock(config.clock_start)
         self.offset = _perf_to_monotonic()
-        self.member: _LocalMember | None = None
+        self.member: LocalMember | None = None
         self.closed = False
         self.cursors: dict[int, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -319,15 +187,11 @@ class _Child:
             self.conn.send(message)
 
     async def serve(self) -> None:
-        from pytest_quantum_p1._cluster import _LocalMember
-
         loop = asyncio.get_running_loop()
         try:
-            import redis.asyncio
-
             factory = resolve_store_factory(self.config.spec)
-            client = redis.asyncio.Redis.from_url(self.config.url)
-            self.member = _LocalMember(self.config.index, factory, client, self.clock)
+            client = RedisSource.external(self.config.address).client()
+            self.member = LocalMember(self.config.index, factory, client, self.clock)
         except BaseException as exc:
             self.send(("fatal", _format(exc)))
             return
@@ -398,7 +262,7 @@ class _Child:
         assert self.member is not None
         if op == "wait_processed":
             return self.member.whereabouts(args[0])
-        return self.member.subscription()
+        return self.member.subscription_state()
 
     def _wire(self, delivery: Delivery) -> _WireDelivery:
         mono = self.offset
@@ -418,18 +282,23 @@ class _Child:
         fresh: list[_WireDelivery] = []
         pubsubs: tuple[ControlledPubSub, ...] = member.observed.pubsubs
         for key, pubsub in enumerate(pubsubs):
-            log = pubsub._log
             cursor = self.cursors.get(key, 0)
             # Stores finish messages in order, so processed ones are a prefix:
             # each is sent once, when it is done.
-            while cursor < len(log) and log[cursor].processed_at is not None:
-                fresh.append(self._wire(log[cursor]))
+            for delivery in pubsub.log_since(cursor):
+                if delivery.processed_at is None:
+                    break
+                fresh.append(self._wire(delivery))
                 cursor += 1
             self.cursors[key] = cursor
         return (member.storage_reads(), member.subscriptions(), fresh)
 
     def _portable(self, exc: Exception) -> Exception:
-        exc.add_note(f"raised in {self.config.label} (pid {os.getpid()}):\n{_format(exc)}")
+        exc.add_note(
+            _messages.PROCESS_RAISED.format(
+                label=self.config.label, pid=os.getpid(), traceback=_format(exc)
+            )
+        )
         try:
             copy = pickle.loads(pickle.dumps(exc))
         except Exception:
@@ -478,7 +347,7 @@ class ProcessMember:
         index: int,
         *,
         spec: str,
-        url: str,
+        address: str,
         clock: Clock,
         context: SpawnContext,
     ) -> None:
@@ -489,7 +358,7 @@ class ProcessMember:
         parent_end, child_end = context.Pipe(duplex=True)
         self._conn = parent_end
         self._child_end: multiprocessing.connection.Connection | None = child_end
-        config = _ChildConfig(index, self.label, spec, url, float(clock()))
+        config = _ChildConfig(index, self.label, spec, address, float(clock()))
         self._process: SpawnProcess = context.Process(
             target=child_main,
             args=(child_end, config),
@@ -535,7 +404,7 @@ class ProcessMember:
                 await asyncio.shield(self._ready)
         except TimeoutError:
             raise MemberProcessError(
-                f"{self.label} did not start within {SPAWN_TIMEOUT:g}s"
+                _messages.PROCESS_DID_NOT_START.format(label=self.label, timeout=SPAWN_TIMEOUT)
             ) from None
 
     async def start(self) -> None:
@@ -559,7 +428,7 @@ class ProcessMember:
             return
         if head == "fatal":
             error = MemberProcessError(
-                PROCESS_FAILED_TO_START.format(label=self.label, detail=message[1])
+                _messages.PROCESS_FAILED_TO_START.format(label=self.label, detail=message[1])
             )
             self._failure = error
             if self._ready is not None and not self._ready.done():
@@ -594,10 +463,10 @@ class ProcessMember:
         self._process.join(0.5)  # the pipe closes a moment before the process is reaped
         pending = ", ".join(sorted({op for op, _ in self._pending.values()}))
         error = MemberProcessError(
-            PROCESS_EXITED.format(
+            _messages.PROCESS_EXITED.format(
                 label=self.label,
                 code=self._process.exitcode,
-                doing=f" while running {pending}" if pending else "",
+                doing=_messages.PROCESS_EXITED_DOING.format(ops=pending) if pending else "",
             )
         )
         self._failure = self._failure or error
@@ -616,7 +485,7 @@ class ProcessMember:
         if self._failure is not None:
             raise MemberProcessError(str(self._failure))
         if self._conn.closed:
-            raise MemberProcessError(f"{self.label} is closed")
+            raise MemberProcessError(_messages.PROCESS_CLOSED.format(label=self.label))
         assert self._loop is not None
         self._next_id += 1
         request_id = self._next_id
@@ -632,9 +501,9 @@ class ProcessMember:
         except TimeoutError:
             if future.done():
                 raise  # the child's own timeout, with its message
-            self._details[op] = f"its process did not answer {op!r}: it may be stuck"
+            self._details[op] = _messages.PROCESS_STUCK.format(op=op)
             raise TimeoutError(
-                PROCESS_SILENT.format(label=self.label, op=op, timeout=deadline or 0)
+                _messages.PROCESS_SILENT.format(label=self.label, op=op, timeout=deadline or 0)
             ) from None
         finally:
             self._pending.pop(request_id, None)
@@ -676,13 +545,13 @@ class ProcessMember:
         """Why the last wait for a processed message failed, as the child saw it."""
         if self._failure is not None:
             return str(self._failure)
-        return self._details.get("wait_processed", "no answer from its process")
+        return self._details.get("wait_processed", _messages.PROCESS_NO_ANSWER)
 
-    def subscription(self) -> str:
+    def subscription_state(self) -> str:
         """The child's subscription, as it reported on the last failed wait."""
         if self._failure is not None:
             return str(self._failure)
-        return self._details.get("wait_subscribed", "no answer from its process")
+        return self._details.get("wait_subscribed", _messages.PROCESS_NO_ANSWER)
 
     def deliveries(self) -> tuple[Delivery, ...]:
         """Deliveries the child reported processed so far."""

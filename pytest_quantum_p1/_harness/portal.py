@@ -1,4 +1,4 @@
-"""An event loop in a background thread, reachable from sync code and from other loops.
+"""The portal: an event loop in a background thread, reachable from sync code and other loops.
 
 Fixtures are synchronous, while stores and ``redis.asyncio`` clients belong to
 the one loop they were first used on. A :class:`Portal` (in the manner of
@@ -7,9 +7,10 @@ into it with :meth:`Portal.call`, async code running on *another* loop (a
 pytest-asyncio or anyio test) with :meth:`Portal.acall`.
 
 The module also holds the small loop-affinity helpers the harness objects use to
-offer both ``x()`` and ``await x_async()``: :func:`run_soon` for non-blocking
-operations, :func:`block_on` and :func:`await_on` for waiting ones, and
-:class:`Signal` for event-driven waits (nothing here sleeps to wait).
+offer both ``x()`` and ``await x_async()`` over one coroutine: :func:`run_soon`
+for non-blocking operations, :func:`block_on` and :func:`await_on` for waiting
+ones, :func:`owning_loop` to bind an object to its loop, and :class:`Signal` for
+event-driven waits (nothing here sleeps to wait).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar, TypeVarTuple
 
+from pytest_quantum_p1 import _messages
+
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "LOOP_GRACE",
@@ -30,6 +33,7 @@ __all__ = [
     "await_on",
     "block_on",
     "on_loop_thread",
+    "owning_loop",
     "run_soon",
 ]
 
@@ -50,6 +54,16 @@ def on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def owning_loop(loop: asyncio.AbstractEventLoop | None, what: str) -> asyncio.AbstractEventLoop:
+    """``loop``, or the running loop: the one an object named ``what`` will belong to."""
+    if loop is not None:
+        return loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(_messages.LOOP_NOT_OWNED.format(what=what)) from None
 
 
 def run_soon(
@@ -82,7 +96,7 @@ def run_soon(
     except TimeoutError:
         done.cancel()
         raise TimeoutError(
-            f"the event loop did not run {_name(fn)} within {timeout:g}s: is something blocking it?"
+            _messages.LOOP_DID_NOT_RUN.format(fn=_name(fn), timeout=timeout)
         ) from None
 
 
@@ -99,19 +113,18 @@ def block_on(
     and :class:`TimeoutError` is raised.
     """
     if on_loop_thread(loop):
-        raise RuntimeError(
-            f"{_name(fn)} would block the event loop it runs on; "
-            "from a coroutine on that loop, use the '_async' form and await it"
-        )
+        raise RuntimeError(_messages.LOOP_WOULD_BLOCK.format(fn=_name(fn)))
     if loop.is_closed() or not loop.is_running():
-        raise RuntimeError(f"cannot run {_name(fn)}: its event loop is not running")
+        raise RuntimeError(_messages.LOOP_NOT_RUNNING.format(fn=_name(fn)))
     future = asyncio.run_coroutine_threadsafe(fn(*args), loop)
     try:
         return future.result(timeout)
     except TimeoutError:
         if not future.done():
             future.cancel()
-            raise TimeoutError(f"{_name(fn)} did not finish within {timeout:g}s") from None
+            raise TimeoutError(
+                _messages.LOOP_CALL_TIMED_OUT.format(fn=_name(fn), timeout=timeout)
+            ) from None
         raise  # the coroutine itself raised TimeoutError: keep its message
 
 
@@ -127,7 +140,7 @@ async def await_on(
     if on_loop_thread(loop):
         return await fn(*args)
     if loop.is_closed() or not loop.is_running():
-        raise RuntimeError(f"cannot run {_name(fn)}: its event loop is not running")
+        raise RuntimeError(_messages.LOOP_NOT_RUNNING.format(fn=_name(fn)))
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(*args), loop))
 
 
@@ -253,7 +266,7 @@ class Portal:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this Portal is closed")
+            raise RuntimeError(_messages.PORTAL_CLOSED)
 
     def close(self, timeout: float | None = None) -> None:
         """Cancel the tasks left on the loop, stop it and join its thread. Idempotent."""
@@ -261,7 +274,7 @@ class Portal:
             if self._closed:
                 return
             if on_loop_thread(self._loop):
-                raise RuntimeError("a Portal cannot be closed from its own thread")
+                raise RuntimeError(_messages.PORTAL_CLOSED_FROM_ITS_THREAD)
             self._closed = True
         limit = self.default_timeout if timeout is None else timeout
         try:

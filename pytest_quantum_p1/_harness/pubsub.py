@@ -1,21 +1,23 @@
-"""Redis as one store instance sees it, counted and controlled by the harness.
+"""Pub/sub control: the subscription a store reads, seen and steered by the harness.
 
-The harness measures instead of trusting: it hands each store an
-:class:`ObservedRedis` instead of the raw ``redis.asyncio`` client. The proxy
-forwards everything, counts the storage reads the store issues and can hold a
-read's result; its :meth:`ObservedRedis.pubsub` returns a
-:class:`ControlledPubSub`, through which the harness sees, holds, drops,
-duplicates or injects the invalidation messages the store receives, and cuts
-its connection. Nothing is asked of the store beyond using ``client.pubsub()``
-and handling one message before asking for the next.
+:class:`ControlledPubSub` is what :meth:`~pytest_quantum_p1._harness.observed.ObservedRedis.pubsub`
+hands a store instead of the real ``redis.asyncio`` PubSub. Through it the
+harness sees every invalidation message the store takes (a :class:`Delivery`
+each, processed once the store comes back for the next), and can hold, deliver,
+drop, duplicate or inject messages, and cut the connection. Nothing is asked of
+the store beyond reading with ``get_message()``/``listen()``/``run()`` and
+handling one message before asking for the next.
 
-Threading: every object here belongs to the event loop it was created on (the
-store's loop, usually a :class:`~pytest_quantum_p1._portal.Portal`). The
-controller-side methods are safe to call from any thread: the non-blocking ones
-(``hold()``, ``deliver()``, ``disconnect()``, properties ...) run on the owning
-loop and return at once; the waiting ones come as ``wait_x()`` (blocks the
-calling thread) and ``await wait_x_async()`` (from a coroutine on any loop).
+Threading: a pubsub belongs to the event loop it was created on (the store's).
+The controller-side methods are safe to call from any thread: the non-blocking
+ones (``hold()``, ``deliver()``, ``disconnect()``, properties ...) run on the
+owning loop and return at once; the waiting ones come as ``wait_x()`` (blocks
+the calling thread) and ``await wait_x_async()`` (from a coroutine on any loop).
 Nothing sleeps: waits are woken by the events they wait for.
+
+Subclasses (the stateful machine's instruments) extend it through the
+documented hook :meth:`ControlledPubSub.before_subscribe` and the public
+properties, never through private state.
 
 This module imports redis; the plugin imports it only when a fixture needs it.
 """
@@ -27,88 +29,55 @@ import contextlib
 import fnmatch
 import inspect
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis.exceptions
 
-from pytest_quantum_p1._portal import LOOP_GRACE, Signal, await_on, block_on, run_soon
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._harness.portal import (
+    LOOP_GRACE,
+    Signal,
+    await_on,
+    block_on,
+    owning_loop,
+    run_soon,
+)
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
 __all__ = [
-    "DISCONNECTED",
-    "NOT_CONNECTED",
-    "READ_COMMANDS",
     "ControlledPubSub",
     "Delivery",
-    "FetchGate",
+    "DeliveryKind",
     "Message",
-    "ObservedRedis",
-    "PendingRead",
+    "ProcessedScan",
+    "as_text",
 ]
-
-#: Commands counted as storage reads when issued directly on the client.
-#: Reads inside a pipeline or transaction are not counted (see ObservedRedis).
-READ_COMMANDS: frozenset[str] = frozenset(
-    {
-        "GET",
-        "GETEX",
-        "GETDEL",
-        "GETRANGE",
-        "MGET",
-        "HGET",
-        "HMGET",
-        "HGETALL",
-        "HVALS",
-        "HKEYS",
-        "HEXISTS",
-        "EXISTS",
-        "JSON.GET",
-        "JSON.MGET",
-    }
-)
 
 #: A pub/sub message as ``redis.asyncio`` returns it: ``type``, ``pattern``,
 #: ``channel``, ``data``.
 Message = dict[str, Any]
 
-#: Awaited after every counted read returned, with ``(command, args, result)``;
-#: the store gets the result only when the gate returns.
-FetchGate = Callable[[str, tuple[Any, ...], Any], Awaitable[None]]
-
 DeliveryKind = Literal["message", "duplicate", "injected"]
+
+#: Where the latest message with some data is (see :meth:`ControlledPubSub.status_of`).
+MessageStatus = Literal["processed", "handed out", "waiting", "held", "unseen"]
 
 _DATA_TYPES = frozenset({"message", "pmessage", "smessage"})
 _SUBSCRIBE_TYPES = frozenset({"subscribe", "psubscribe", "ssubscribe"})
 _UNSUBSCRIBE_TYPES = frozenset({"unsubscribe", "punsubscribe", "sunsubscribe"})
 
-#: What redis.asyncio says when a pubsub is read before subscribing or after
-#: closing; mirrored so stores see the errors they would see in production.
-NOT_CONNECTED = "pubsub connection not set: did you forget to call subscribe() or psubscribe()?"
-DISCONNECTED = "connection to Redis lost ({label}: disconnect() by the test harness)"
 
-
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
+    """Message data, a channel or a command name as text (bytes decoded as UTF-8, replaced)."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
-
-
-def _owning_loop(loop: asyncio.AbstractEventLoop | None, what: str) -> asyncio.AbstractEventLoop:
-    if loop is not None:
-        return loop
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            f"create {what} inside a coroutine on the loop the store runs on, or pass loop="
-        ) from None
 
 
 @dataclass(eq=False)
@@ -132,7 +101,7 @@ class Delivery:
     @property
     def text(self) -> str:
         """``data`` decoded as UTF-8 (invalid bytes replaced)."""
-        return _text(self.data)
+        return as_text(self.data)
 
     @property
     def processed(self) -> bool:
@@ -147,404 +116,30 @@ class _Entry:
     kind: DeliveryKind = "message"
 
 
-@dataclass(eq=False)
-class PendingRead:
-    """A storage read whose real command ran but whose result the store has not got yet."""
-
-    label: str
-    command: str
-    args: tuple[Any, ...]
-    #: What Redis returned; the store receives exactly this on :meth:`release`.
-    result: Any
-    held_at: float
-    _owner: ObservedRedis = field(repr=False)
-    _gate: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    @property
-    def released(self) -> bool:
-        """Whether :meth:`release` was called."""
-        return self._gate.is_set()
-
-    def release(self) -> None:
-        """Let the store have the result (safe from any thread)."""
-        run_soon(self._owner.loop, self._owner._release_read, self)
-
-
-class ObservedRedis:
-    """A ``redis.asyncio`` client as one store instance sees it: counted and gated.
-
-    Everything not defined here is forwarded to the wrapped client. Storage reads
-    (:data:`READ_COMMANDS`) issued directly on the client (``get``, ``mget``,
-    ``hget``, ``hgetall``, ``hmget``, ``exists``, ``execute_command`` and
-    ``json().get``) are counted in :attr:`storage_reads` when issued; reads
-    queued in a ``pipeline()`` or transaction are **not** counted, because the
-    pipeline object talks to the connection itself (this is the documented
-    contract of :class:`~pytest_quantum_p1.PolicyStore`).
-
-    :meth:`hold_reads` makes every later read wait, after the real command
-    returned, until the harness releases it (see :attr:`pending_reads`), so a
-    test can interleave "miss, fetch, update and invalidation, fetch completes".
-    :attr:`fetch_gate` is the general hook behind it.
-
-    :meth:`pubsub` returns a :class:`ControlledPubSub`; the latest one is
-    :attr:`current_pubsub` and :attr:`subscriptions` counts them (a store that
-    resubscribes after a lost connection calls ``pubsub()`` again).
-
-    Limits: ``isinstance(proxy, redis.asyncio.Redis)`` is false; ``async with``
-    and ``await`` on the proxy return the proxy, not the raw client.
-    """
-
-    def __init__(
-        self,
-        client: Redis,
-        *,
-        label: str,
-        read_commands: Iterable[str] = READ_COMMANDS,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        # Typed Any: redis-py's commands are typed as sync-or-async unions.
-        self._client: Any = client
-        self.label = label
-        self.loop = _owning_loop(loop, "ObservedRedis")
-        self.read_commands = frozenset(command.upper() for command in read_commands)
-        #: Awaited after each counted read with ``(command, args, result)``.
-        self.fetch_gate: FetchGate | None = None
-        self._signal = Signal()
-        self._reads = 0
-        self._by_command: Counter[str] = Counter()
-        self._holding_reads = False
-        self._pending_reads: list[PendingRead] = []
-        self._pubsubs: list[ControlledPubSub] = []
-
-    # -- forwarding ---------------------------------------------------------
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_client":  # not yet set: avoid recursing during __init__
-            raise AttributeError(name)
-        return getattr(self._client, name)
-
-    @property
-    def client(self) -> Redis:
-        """The wrapped client (reads through it are not counted)."""
-        client: Redis = self._client
-        return client
-
-    async def __aenter__(self) -> ObservedRedis:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __await__(self) -> Any:
-        return self._initialized().__await__()
-
-    async def _initialized(self) -> ObservedRedis:
-        await self._client.initialize()
-        return self
-
-    async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        """Close the wrapped client (``Redis.aclose``)."""
-        await self._client.aclose(close_connection_pool)
-
-    def __repr__(self) -> str:
-        return f"<ObservedRedis {self.label} storage_reads={self._reads} of {self._client!r}>"
-
-    # -- counted reads ------------------------------------------------------
-
-    @property
-    def storage_reads(self) -> int:
-        """Storage reads issued directly on this client so far."""
-        return self._reads
-
-    @property
-    def reads_by_command(self) -> dict[str, int]:
-        """Storage reads per command name (``{"GET": 3, ...}``)."""
-        return run_soon(self.loop, lambda: dict(self._by_command))
-
-    def reset_counts(self) -> None:
-        """Zero the read counters (e.g. after warm-up)."""
-        run_soon(self.loop, self._reset_counts)
-
-    def _reset_counts(self) -> None:
-        self._reads = 0
-        self._by_command.clear()
-
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Forwarded to the client; counted when ``args[0]`` is a read command."""
-        command = _text(args[0]).upper() if args else ""
-        if command not in self.read_commands:
-            return await self._client.execute_command(*args, **options)
-        return await self._read(command, args[1:], self._client.execute_command(*args, **options))
-
-    async def get(self, name: Any) -> Any:
-        """``GET``, counted."""
-        return await self._read("GET", (name,), self._client.get(name))
-
-    async def mget(self, keys: Any, *args: Any) -> Any:
-        """``MGET``, counted once."""
-        return await self._read("MGET", (keys, *args), self._client.mget(keys, *args))
-
-    async def hget(self, name: Any, key: Any) -> Any:
-        """``HGET``, counted."""
-        return await self._read("HGET", (name, key), self._client.hget(name, key))
-
-    async def hgetall(self, name: Any) -> Any:
-        """``HGETALL``, counted."""
-        return await self._read("HGETALL", (name,), self._client.hgetall(name))
-
-    async def hmget(self, name: Any, keys: Any, *args: Any) -> Any:
-        """``HMGET``, counted once."""
-        return await self._read("HMGET", (name, keys, *args), self._client.hmget(name, keys, *args))
-
-    async def exists(self, *names: Any) -> Any:
-        """``EXISTS``, counted."""
-        return await self._read("EXISTS", names, self._client.exists(*names))
-
-    def json(self, **kwargs: Any) -> Any:
-        """The RedisJSON commands, issued through this proxy so ``JSON.GET`` is counted."""
-        from redis.commands.json import AsyncJSON
-
-        return AsyncJSON(client=self, **kwargs)  # type: ignore[no-untyped-call]
-
-    async def _read(self, command: str, args: tuple[Any, ...], pending: Awaitable[Any]) -> Any:
-        # Counted when issued, so "a fetch started" is observable while it is held.
-        self._reads += 1
-        self._by_command[command] += 1
-        self._signal.notify()
-        result = await pending
-        if self._holding_reads:
-            held = PendingRead(self.label, command, args, result, time.perf_counter(), self)
-            self._pending_reads.append(held)
-            self._signal.notify()
-            try:
-                await held._gate.wait()
-            finally:
-                self._discard_read(held)
-        if self.fetch_gate is not None:
-            await self.fetch_gate(command, args, result)
-        return result
-
-    # -- holding reads ------------------------------------------------------
-
-    def hold_reads(self) -> None:
-        """Hold the result of every later read until released (safe from any thread)."""
-        run_soon(self.loop, setattr, self, "_holding_reads", True)
-
-    def release_reads(self) -> None:
-        """Stop holding and release every pending read."""
-        run_soon(self.loop, self._release_all_reads)
-
-    @property
-    def holding_reads(self) -> bool:
-        """Whether :meth:`hold_reads` is in force."""
-        return self._holding_reads
-
-    @property
-    def pending_reads(self) -> tuple[PendingRead, ...]:
-        """Reads that ran and wait for :meth:`PendingRead.release`, oldest first."""
-        return run_soon(self.loop, lambda: tuple(self._pending_reads))
-
-    def wait_pending_reads(self, count: int = 1, timeout: float = 5.0) -> tuple[PendingRead, ...]:
-        """Block until at least ``count`` reads are pending; return them."""
-        return block_on(
-            self.loop, self._wait_pending_reads, count, timeout, timeout=timeout + LOOP_GRACE
-        )
-
-    async def wait_pending_reads_async(
-        self, count: int = 1, timeout: float = 5.0
-    ) -> tuple[PendingRead, ...]:
-        """Wait until at least ``count`` reads are pending; return them."""
-        return await await_on(self.loop, self._wait_pending_reads, count, timeout)
-
-    async def _wait_pending_reads(self, count: int, timeout: float) -> tuple[PendingRead, ...]:
-        def check() -> tuple[PendingRead, ...] | None:
-            return tuple(self._pending_reads) if len(self._pending_reads) >= count else None
-
-        try:
-            return await self._signal.wait_until(check, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self.label}: {len(self._pending_reads)} read(s) pending after "
-                f"{timeout:g}s, wanted {count} (did hold_reads() run before the read?)"
-            ) from None
-
-    def _release_read(self, held: PendingRead) -> None:
-        held._gate.set()
-        self._discard_read(held)
-
-    def _discard_read(self, held: PendingRead) -> None:
-        if held in self._pending_reads:
-            self._pending_reads.remove(held)
-            self._signal.notify()
-
-    def _release_all_reads(self) -> None:
-        self._holding_reads = False
-        for held in list(self._pending_reads):
-            self._release_read(held)
-
-    # -- pub/sub ------------------------------------------------------------
-
-    def pubsub(self, **kwargs: Any) -> ControlledPubSub:
-        """A :class:`ControlledPubSub` around ``client.pubsub(**kwargs)``."""
-        ignore = bool(kwargs.pop("ignore_subscribe_messages", False))
-        controlled = self._wrap_pubsub(
-            self._client.pubsub(**kwargs),
-            label=f"{self.label} pubsub#{len(self._pubsubs) + 1}",
-            ignore_subscribe_messages=ignore,
-            signal=self._signal,
-            loop=self.loop,
-        )
-        self._pubsubs.append(controlled)
-        self._signal.notify()
-        return controlled
-
-    def _wrap_pubsub(self, pubsub: PubSub, **options: Any) -> ControlledPubSub:
-        # What pubsub() hands out; the stateful machine's client holds its own.
-        return ControlledPubSub(pubsub, **options)
-
-    @property
-    def subscriptions(self) -> int:
-        """How many times the store called ``pubsub()``."""
-        return len(self._pubsubs)
-
-    @property
-    def pubsubs(self) -> tuple[ControlledPubSub, ...]:
-        """Every pubsub the store created, oldest first."""
-        return tuple(self._pubsubs)
-
-    @property
-    def current_pubsub(self) -> ControlledPubSub | None:
-        """The pubsub the store created last, or ``None``."""
-        return self._pubsubs[-1] if self._pubsubs else None
-
-    @property
-    def deliveries(self) -> tuple[Delivery, ...]:
-        """Every message handed to the store over all its pubsubs, in hand-out order."""
-        return run_soon(self.loop, self._all_deliveries)
-
-    def _all_deliveries(self) -> tuple[Delivery, ...]:
-        merged = [d for ps in self._pubsubs for d in ps._log]
-        return tuple(sorted(merged, key=lambda d: d.handed_out_at))
-
-    def wait_subscriptions(self, count: int, timeout: float = 5.0) -> ControlledPubSub:
-        """Block until the store created ``count`` pubsubs; return the latest."""
-        return block_on(
-            self.loop, self._wait_subscriptions, count, timeout, timeout=timeout + LOOP_GRACE
-        )
-
-    async def wait_subscriptions_async(self, count: int, timeout: float = 5.0) -> ControlledPubSub:
-        """Wait until the store created ``count`` pubsubs; return the latest."""
-        return await await_on(self.loop, self._wait_subscriptions, count, timeout)
-
-    async def _wait_subscriptions(self, count: int, timeout: float) -> ControlledPubSub:
-        def check() -> ControlledPubSub | None:
-            return self._pubsubs[-1] if len(self._pubsubs) >= count else None
-
-        try:
-            return await self._signal.wait_until(check, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self.label}: the store called pubsub() {len(self._pubsubs)} time(s) "
-                f"in {timeout:g}s, wanted {count}"
-            ) from None
-
-    def wait_subscribed(self, channel: str, timeout: float = 5.0) -> ControlledPubSub:
-        """Block until Redis confirmed the current pubsub's subscription to ``channel``."""
-        return block_on(
-            self.loop, self._wait_subscribed, channel, timeout, timeout=timeout + LOOP_GRACE
-        )
-
-    async def wait_subscribed_async(self, channel: str, timeout: float = 5.0) -> ControlledPubSub:
-        """Wait until Redis confirmed the current pubsub's subscription to ``channel``.
-
-        A pattern subscription matching ``channel`` counts. Returns that pubsub.
-        """
-        return await await_on(self.loop, self._wait_subscribed, channel, timeout)
-
-    async def _wait_subscribed(self, channel: str, timeout: float) -> ControlledPubSub:
-        def check() -> ControlledPubSub | None:
-            current = self.current_pubsub
-            return current if current is not None and current._listens_to(channel) else None
-
-        try:
-            return await self._signal.wait_until(check, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self.label}: no confirmed subscription to {channel!r} after {timeout:g}s"
-            ) from None
-
-    def wait_processed(
-        self, match: str | bytes | Callable[[Delivery], bool], timeout: float = 5.0
-    ) -> Delivery:
-        """Block until the store processed a message matching ``match`` on any of its pubsubs."""
-        return block_on(
-            self.loop, self._wait_processed, match, timeout, timeout=timeout + LOOP_GRACE
-        )
-
-    async def wait_processed_async(
-        self, match: str | bytes | Callable[[Delivery], bool], timeout: float = 5.0
-    ) -> Delivery:
-        """Wait until the store processed a message matching ``match``; return it.
-
-        ``match`` is the message data (``str`` or ``bytes``) or a predicate.
-        """
-        return await await_on(self.loop, self._wait_processed, match, timeout)
-
-    async def _wait_processed(
-        self, match: str | bytes | Callable[[Delivery], bool], timeout: float
-    ) -> Delivery:
-        scan = _ProcessedScan(match)
-
-        def check() -> Delivery | None:
-            for ps in self._pubsubs:
-                found = scan.first(ps)
-                if found is not None:
-                    return found
-            return None
-
-        try:
-            return await self._signal.wait_until(check, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"{self.label}: no processed message matching {match!r} after {timeout:g}s"
-            ) from None
-
-    async def close_pubsubs(self) -> None:
-        """Close every pubsub the store left open (harness clean-up)."""
-        for ps in self._pubsubs:
-            await ps.aclose()
-
-
-class _ProcessedScan:
+class ProcessedScan:
     """Finds the first processed delivery matching ``match`` in a pubsub's log, re-checked on each change.
 
     Message data is looked up in the pubsub's index of first processed
-    deliveries, so a wait (a settle makes one per instance) costs the same
-    however long a cluster has been running. A predicate scans: processed
-    deliveries form a prefix of each log, so the scan remembers where that
-    prefix ends and rechecks only the rest.
+    deliveries (:meth:`ControlledPubSub.first_processed`), so a wait (a settle
+    makes one per instance) costs the same however long a cluster has been
+    running. A predicate scans: processed deliveries form a prefix of each log,
+    so the scan remembers where that prefix ends and rechecks only the rest.
     """
 
     def __init__(self, match: str | bytes | Callable[[Delivery], bool]) -> None:
-        self._text = None if callable(match) else _text(match)
+        self._text = None if callable(match) else as_text(match)
         self._predicate = match if callable(match) else None
         self._checked: dict[int, int] = {}
 
     def first(self, pubsub: ControlledPubSub) -> Delivery | None:
+        """The first processed delivery of ``pubsub`` that matches, or ``None`` (on its loop)."""
         if self._text is not None:
-            return pubsub._first_processed.get(self._text)
+            return pubsub.first_processed(self._text)
         assert self._predicate is not None
-        log = pubsub._log
         key = id(pubsub)
         start = self._checked.get(key, 0)
         in_prefix = True
-        for index in range(start, len(log)):
-            delivery = log[index]
+        for index, delivery in enumerate(pubsub.log_since(start), start):
             if delivery.processed_at is None:
                 in_prefix = False  # checked again next time, as are those after it
                 continue
@@ -555,7 +150,7 @@ class _ProcessedScan:
         return None
 
 
-def _split_subscriptions(
+def _split_subscribe_args(
     args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> tuple[list[Any], dict[str, Callable[..., Any]]]:
     # Mirrors redis-py's parse_pubsub_subscriptions: a first list argument,
@@ -570,7 +165,7 @@ def _split_subscriptions(
             continue
         names.append(arg.name)
         if arg.handler is not None:
-            handlers[_text(arg.name)] = arg.handler
+            handlers[as_text(arg.name)] = arg.handler
     for name, handler in kwargs.items():
         names.append(name)
         if handler is not None:
@@ -597,6 +192,10 @@ class ControlledPubSub:
 
     Every data message handed out is logged as a :class:`Delivery`; it counts as
     processed when the store comes back for the next message.
+
+    For subclasses: :meth:`before_subscribe` is awaited before every
+    subscription is sent, and :attr:`signal` is the signal to notify when their
+    own state changes; everything else they need is public.
     """
 
     def __init__(
@@ -610,7 +209,7 @@ class ControlledPubSub:
     ) -> None:
         self._real: Any = pubsub
         self.label = label
-        self.loop = _owning_loop(loop, "ControlledPubSub")
+        self.loop = owning_loop(loop, "ControlledPubSub")
         self._ignore_subscribe_messages = ignore_subscribe_messages
         self._signal = signal if signal is not None else Signal()
         self._handlers: dict[str, Callable[..., Any]] = {}
@@ -656,6 +255,15 @@ class ControlledPubSub:
     ) -> None:
         await self.aclose()
 
+    @property
+    def signal(self) -> Signal:
+        """Fires on every change of this pubsub's state (shared with its ObservedRedis).
+
+        Wait on it with ``await signal.wait_until(check, timeout)`` on :attr:`loop`;
+        a subclass calls ``signal.notify()`` when state of its own changes.
+        """
+        return self._signal
+
     # -- the store's side ---------------------------------------------------
 
     @property
@@ -682,14 +290,24 @@ class ControlledPubSub:
         """Subscribe to shard channels, as ``PubSub.ssubscribe``."""
         await self._subscribe(self._real.ssubscribe, args, kwargs)
 
+    async def before_subscribe(self) -> None:
+        """Extension hook, awaited before every subscription (channel, pattern, shard) is sent.
+
+        Does nothing here; a subclass may wait in it, e.g. to hold a store's
+        resubscription until a test lets it through.
+        """
+
     async def _subscribe(
         self, command: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: Any
     ) -> None:
+        await self.before_subscribe()
         if self._closed:
-            raise RuntimeError(f"{self.label} is closed: call client.pubsub() for a new one")
+            raise RuntimeError(_messages.PUBSUB_CLOSED.format(label=self.label))
         if self._disconnected:
-            raise redis.exceptions.ConnectionError(DISCONNECTED.format(label=self.label))
-        names, handlers = _split_subscriptions(args, kwargs)
+            raise redis.exceptions.ConnectionError(
+                _messages.PUBSUB_DISCONNECTED.format(label=self.label)
+            )
+        names, handlers = _split_subscribe_args(args, kwargs)
         # Handlers stay here, not in the real pubsub: the pump must see every
         # message so that hold() and the log cover handler-based stores too.
         await command(*names)
@@ -736,7 +354,9 @@ class ControlledPubSub:
         """Yield messages while subscribed, as ``PubSub.listen``; raises once disconnected."""
         while True:
             if self._disconnected:
-                raise redis.exceptions.ConnectionError(DISCONNECTED.format(label=self.label))
+                raise redis.exceptions.ConnectionError(
+                    _messages.PUBSUB_DISCONNECTED.format(label=self.label)
+                )
             if not self._real.subscribed and not self._ready and not self._held:
                 if self._pump_error is not None:
                     raise self._pump_error
@@ -793,13 +413,15 @@ class ControlledPubSub:
         # backlog: messages read before a real connection failure are handed out
         # before the failure itself, as a socket's buffered replies would be.
         if self._closed:
-            raise RuntimeError(NOT_CONNECTED)
+            raise RuntimeError(_messages.PUBSUB_NOT_CONNECTED)
         if self._disconnected:
-            raise redis.exceptions.ConnectionError(DISCONNECTED.format(label=self.label))
+            raise redis.exceptions.ConnectionError(
+                _messages.PUBSUB_DISCONNECTED.format(label=self.label)
+            )
         if self._pump_error is not None and not backlog:
             raise self._pump_error
         if self._pump is None and not self._ready:
-            raise RuntimeError(NOT_CONNECTED)
+            raise RuntimeError(_messages.PUBSUB_NOT_CONNECTED)
 
     async def _hand_out(self, entry: _Entry, ignore_subscribe_messages: bool) -> Message | None:
         message = dict(entry.message)
@@ -811,7 +433,7 @@ class ControlledPubSub:
             return message
         delivery = Delivery(
             label=self.label,
-            channel=_text(message["channel"]),
+            channel=as_text(message["channel"]),
             data=message["data"],
             kind=entry.kind,
             received_at=entry.received_at,
@@ -831,8 +453,8 @@ class ControlledPubSub:
 
     def _handler_for(self, message: Message) -> Callable[..., Any] | None:
         if message["type"] == "pmessage":
-            return self._handlers.get(_text(message["pattern"]))
-        return self._handlers.get(_text(message["channel"]))
+            return self._handlers.get(as_text(message["pattern"]))
+        return self._handlers.get(as_text(message["channel"]))
 
     def _mark_processed(self) -> None:
         delivery = self._current
@@ -858,7 +480,7 @@ class ControlledPubSub:
 
     def _accept(self, message: Message) -> None:
         kind = message["type"]
-        channel = _text(message.get("channel"))
+        channel = as_text(message.get("channel"))
         if kind in ("subscribe", "ssubscribe"):
             self._confirmed.add(channel)
         elif kind == "psubscribe":
@@ -911,6 +533,11 @@ class ControlledPubSub:
         return self._disconnected or self._pump_error is not None
 
     @property
+    def cut(self) -> bool:
+        """Whether :meth:`disconnect` ran (a real connection failure does not count)."""
+        return self._disconnected
+
+    @property
     def closed(self) -> bool:
         """Whether the store (or the harness) closed this pubsub."""
         return self._closed
@@ -919,6 +546,25 @@ class ControlledPubSub:
     def confirmed_channels(self) -> frozenset[str]:
         """Channels whose subscription Redis confirmed (and not yet unsubscribed)."""
         return run_soon(self.loop, lambda: frozenset(self._confirmed))
+
+    @property
+    def all_confirmed(self) -> bool:
+        """Whether Redis confirmed every channel, shard channel and pattern asked for so far."""
+        return run_soon(self.loop, self._all_confirmed)
+
+    def _all_confirmed(self) -> bool:
+        real = self._real
+        channels = {as_text(c) for c in getattr(real, "channels", {})}
+        channels |= {as_text(c) for c in getattr(real, "shard_channels", {})}
+        patterns = {as_text(p) for p in getattr(real, "patterns", {})}
+        return channels <= self._confirmed and patterns <= self._confirmed_patterns
+
+    def listens_to(self, channel: str) -> bool:
+        """Whether a confirmed subscription (channel or pattern) covers ``channel``.
+
+        False once disconnected or closed.
+        """
+        return run_soon(self.loop, self._listens_to, channel)
 
     @property
     def received(self) -> int:
@@ -931,6 +577,23 @@ class ControlledPubSub:
         return run_soon(self.loop, lambda: tuple(dict(e.message) for e in self._held))
 
     @property
+    def pending_texts(self) -> tuple[str, ...]:
+        """The data of the held messages as text, oldest first."""
+        return run_soon(
+            self.loop, lambda: tuple(as_text(e.message.get("data")) for e in self._held)
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Messages released to the store that it has not taken yet."""
+        return len(self._ready)
+
+    @property
+    def in_progress(self) -> Delivery | None:
+        """The delivery the store took last and has not finished, or ``None``."""
+        return self._current
+
+    @property
     def dropped(self) -> tuple[Message, ...]:
         """Messages removed by :meth:`drop` or lost to :meth:`disconnect`."""
         return run_soon(self.loop, lambda: tuple(self._dropped))
@@ -939,6 +602,14 @@ class ControlledPubSub:
     def log(self) -> tuple[Delivery, ...]:
         """Every data message handed to the store, in order."""
         return run_soon(self.loop, lambda: tuple(self._log))
+
+    def log_since(self, start: int) -> tuple[Delivery, ...]:
+        """The deliveries from position ``start`` of :attr:`log` on (for readers keeping a cursor)."""
+        return run_soon(self.loop, lambda: tuple(self._log[start:]))
+
+    def first_processed(self, data: str | bytes) -> Delivery | None:
+        """The first processed delivery with this data, or ``None`` (an index lookup)."""
+        return run_soon(self.loop, self._first_processed.get, as_text(data))
 
     @property
     def handed_out(self) -> int:
@@ -950,21 +621,17 @@ class ControlledPubSub:
         """How many of them the store finished (came back for another message)."""
         return run_soon(self.loop, lambda: sum(1 for d in self._log if d.processed))
 
-    def status_of(
-        self, data: str | bytes
-    ) -> Literal["processed", "handed out", "waiting", "held", "unseen"]:
+    def status_of(self, data: str | bytes) -> MessageStatus:
         """Where the latest message with this data is: for timeout diagnostics."""
-        return run_soon(self.loop, self._status_of, _text(data))
+        return run_soon(self.loop, self._status_of, as_text(data))
 
-    def _status_of(
-        self, text: str
-    ) -> Literal["processed", "handed out", "waiting", "held", "unseen"]:
+    def _status_of(self, text: str) -> MessageStatus:
         for delivery in reversed(self._log):
             if delivery.text == text:
                 return "processed" if delivery.processed else "handed out"
-        if any(_text(e.message.get("data")) == text for e in self._ready):
+        if any(as_text(e.message.get("data")) == text for e in self._ready):
             return "waiting"
-        if any(_text(e.message.get("data")) == text for e in self._held):
+        if any(as_text(e.message.get("data")) == text for e in self._held):
             return "held"
         return "unseen"
 
@@ -1027,11 +694,12 @@ class ControlledPubSub:
 
     def _take(self, n: int, verb: str) -> list[_Entry]:
         if n < 0:
-            raise ValueError(f"{verb}(n) needs n >= 0, got {n}")
+            raise ValueError(_messages.PUBSUB_TAKE_NEGATIVE.format(verb=verb, n=n))
         if n > len(self._held):
             raise ValueError(
-                f"{self.label}: cannot {verb} {n} message(s), {len(self._held)} held "
-                "(wait_pending(n) first; hold() must be in force before they arrive)"
+                _messages.PUBSUB_TAKE_TOO_MANY.format(
+                    label=self.label, verb=verb, n=n, held=len(self._held)
+                )
             )
         return [self._held.popleft() for _ in range(n)]
 
@@ -1096,10 +764,11 @@ class ControlledPubSub:
         try:
             return await self._signal.wait_until(check, timeout)
         except TimeoutError:
-            hint = "" if self._holding else " (hold() is not in force)"
+            hint = "" if self._holding else _messages.WAIT_PENDING_NOT_HOLDING
             raise TimeoutError(
-                f"{self.label}: {len(self._held)} message(s) held after {timeout:g}s, "
-                f"wanted {count}{hint}"
+                _messages.WAIT_PENDING_TIMED_OUT.format(
+                    label=self.label, held=len(self._held), timeout=timeout, count=count, hint=hint
+                )
             ) from None
 
     def wait_handed_out(self, count: int = 1, timeout: float = 5.0) -> Delivery:
@@ -1120,8 +789,9 @@ class ControlledPubSub:
             return await self._signal.wait_until(check, timeout)
         except TimeoutError:
             raise TimeoutError(
-                f"{self.label}: the store took {len(self._log)} message(s) in "
-                f"{timeout:g}s, wanted {count}"
+                _messages.WAIT_HANDED_OUT_TIMED_OUT.format(
+                    label=self.label, taken=len(self._log), timeout=timeout, count=count
+                )
             ) from None
 
     def wait_processed(
@@ -1141,7 +811,7 @@ class ControlledPubSub:
     async def _wait_processed(
         self, match: str | bytes | Callable[[Delivery], bool], timeout: float
     ) -> Delivery:
-        scan = _ProcessedScan(match)
+        scan = ProcessedScan(match)
 
         def check() -> Delivery | None:
             return scan.first(self)
@@ -1150,7 +820,9 @@ class ControlledPubSub:
             return await self._signal.wait_until(check, timeout)
         except TimeoutError:
             raise TimeoutError(
-                f"{self.label}: no processed message matching {match!r} after {timeout:g}s"
+                _messages.WAIT_PROCESSED_TIMED_OUT.format(
+                    label=self.label, match=match, timeout=timeout
+                )
             ) from None
 
     def wait_subscribed(self, channel: str, timeout: float = 5.0) -> None:
@@ -1168,5 +840,7 @@ class ControlledPubSub:
             )
         except TimeoutError:
             raise TimeoutError(
-                f"{self.label}: no confirmed subscription to {channel!r} after {timeout:g}s"
+                _messages.WAIT_SUBSCRIBED_TIMED_OUT.format(
+                    label=self.label, channel=channel, timeout=timeout
+                )
             ) from None

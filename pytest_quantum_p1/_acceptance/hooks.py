@@ -1,0 +1,192 @@
+"""The hooks of a ``--p1`` run (:class:`AcceptanceHooks`), registered by the plugin.
+
+They collect the criteria before the user's tests, give each criterion its
+record (the ``_p1_criterion`` fixture), carry the record on its test report so
+it survives pytest-xdist, and render the checklist and reports at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._acceptance.criteria import CriterionItem, collect_criteria
+from pytest_quantum_p1._acceptance.record import CriterionRecord
+from pytest_quantum_p1._acceptance.report import terminal_lines, write_reports
+
+if TYPE_CHECKING:
+    from pytest_quantum_p1._options import P1Settings, Workload
+
+__all__ = ["AcceptanceHooks"]
+
+
+def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
+    if report.passed:
+        return "passed"
+    if report.skipped:
+        return "skipped"
+    # A criterion's verdict is pytest.fail(); anything else is the harness or
+    # the target breaking while being checked.
+    if call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception):
+        return "failed"
+    return "error"
+
+
+def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
+    if report.passed:
+        return ""
+    if call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception):
+        # The criterion's own words: the longrepr would add pytest's note on
+        # hidden traceback entries and any exception the verdict was raised in.
+        return str(call.excinfo.value)
+    if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
+        # The harness or the target broke: the exception line, not a traceback
+        # (that is in the FAILURES section above the checklist).
+        return call.excinfo.exconly()
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple):
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return report.longreprtext.strip()
+
+
+def _versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for dist in (
+        "pytest-quantum-p1",
+        "pytest",
+        "redis",
+        "fakeredis",
+        "hypothesis",
+        "pytest-benchmark",
+    ):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+class AcceptanceHooks:
+    """The hooks (and criterion-only fixtures) of a ``--p1`` run; registered by the plugin."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.started = time.time()
+        #: Records by criterion id, as carried on the reports (so xdist works too).
+        self.records: dict[str, dict[str, Any]] = {}
+        #: Criterion ids in checklist order (runs may finish out of order under xdist).
+        self.order: list[str] = []
+        #: The JSON and HTML paths, once written.
+        self.written: tuple[Path, Path] | None = None
+
+    @pytest.fixture
+    def _p1_criterion(self, request: pytest.FixtureRequest) -> CriterionRecord:
+        # The record an acceptance criterion fills with its figures.
+        record: CriterionRecord = request.node.record
+        return record
+
+    @pytest.fixture
+    def _p1_workload(self, p1_settings: P1Settings) -> Workload:
+        return p1_settings.workload
+
+    def pytest_ignore_collect(self) -> bool | None:
+        # ``pytest --p1`` without paths runs only the criteria; given paths,
+        # the user's tests run beside them.
+        if self.config.args_source is not pytest.Config.ArgsSource.ARGS:
+            return True
+        return None
+
+    @pytest.hookimpl(tryfirst=True)  # before -k / -m deselect, so criteria can be selected
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, items: list[pytest.Item]
+    ) -> None:
+        from pytest_quantum_p1._options import SETTINGS_KEY
+        from pytest_quantum_p1._target import TargetError, load_configured_target
+
+        settings = self.config.stash[SETTINGS_KEY]
+        try:
+            target = load_configured_target(self.config, settings.target, settings.target_source)
+        except TargetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        criteria = collect_criteria(session, target)
+        self.order = [item.name for item in criteria]
+        items[0:0] = criteria
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if not isinstance(item, CriterionItem):
+            return report
+        record = item.record
+        if call.when == "call" or (call.when == "setup" and not report.passed):
+            record.outcome = _outcome(report, call)
+            record.message = _message(report, call)
+            record.duration_s = call.duration
+            for name, value in record.figures.items():
+                prop = (f"p1.{record.id}.{name}", value)
+                # The call report for xdist and hooks; the item for the teardown
+                # report, which is the one junitxml writes properties from.
+                report.user_properties.append(prop)
+                item.user_properties.append(prop)
+            report.p1_record = {  # type: ignore[attr-defined]
+                **record.as_json(),
+                "series": record.series,
+                # The controller of an xdist run never collects: carry the position.
+                "position": self.order.index(record.id),
+            }
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "p1_record", None)
+        if isinstance(record, dict):
+            self.records[record["id"]] = record
+
+    def _ordered(self) -> list[CriterionRecord]:
+        ordered = sorted(self.records.values(), key=lambda data: data["position"])
+        return [CriterionRecord.from_carried(data) for data in ordered]
+
+    def _meta(self) -> dict[str, Any]:
+        from pytest_quantum_p1._options import SETTINGS_KEY, redis_for_report
+
+        settings = self.config.stash[SETTINGS_KEY]
+        return {
+            "target": settings.target,
+            "redis": redis_for_report(settings),
+            "latency_budget_ns": settings.latency_budget_ns,
+            "instances": settings.instances,
+            "versions": _versions(),
+            "started_at": datetime.fromtimestamp(self.started).astimezone().isoformat(),
+            "duration_s": round(time.time() - self.started, 3),
+        }
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from pytest_quantum_p1._options import SETTINGS_KEY
+
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return  # nothing was checked: an empty report would read as a clean run
+        settings = self.config.stash[SETTINGS_KEY]
+        if settings.report is not None and not hasattr(self.config, "workerinput"):
+            self.written = write_reports(settings.report, self._ordered(), self._meta())
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        terminalreporter.write_sep("=", _messages.ACCEPTANCE_SECTION)
+        for line in terminal_lines(self._ordered()):
+            terminalreporter.write_line(line)
+        if self.written:
+            json_path, html_path = self.written
+            terminalreporter.write_line(
+                _messages.ACCEPTANCE_REPORTS_WRITTEN.format(json=json_path, html=html_path)
+            )

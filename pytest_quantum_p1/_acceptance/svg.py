@@ -1,0 +1,157 @@
+"""Charts as inline SVG: a line chart and a bar chart, with round ticks; no scripts, no fonts.
+
+Knows nothing of criteria: :mod:`~pytest_quantum_p1._acceptance.page` picks
+what to draw.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+
+from pytest_quantum_p1 import _messages
+
+__all__ = ["bar_chart", "format_number", "line_chart"]
+
+_COLOURS = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#57606a")
+
+
+def format_number(value: float) -> str:
+    """A figure or tick value, short: at most four significant digits."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000 or abs(value) < 0.01:
+        return f"{value:.3g}"
+    return f"{value:.4g}"
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering [lo, hi]."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, n - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    count = int((hi - first) / step + 1e-9) + 1
+    return [round(first + i * step, 12) for i in range(count)]
+
+
+def _decades(lo: float, hi: float) -> list[float]:
+    """Powers of ten within [lo, hi] (log10 values), for a log axis."""
+    return [float(d) for d in range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)] or [lo]
+
+
+def _decade_label(ns: float) -> str:
+    # A tick of a log axis of nanoseconds: a power of ten in its largest whole unit.
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:g} {unit}"
+    return f"{ns:g} ns"
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    y_range: tuple[float, float] | None = None,
+    hline: tuple[float, str] | None = None,
+) -> str:
+    """A line chart of several (x, y) series; ``log_x`` takes x as nanoseconds."""
+    w, h, left, right, top, bottom = 900, 300, 64, 16, 34, 44
+    points = [p for s in series.values() for p in s]
+    if not points:
+        return f"<p>{_messages.ACCEPTANCE_CHART_NO_DATA}</p>"
+
+    def tx(x: float) -> float:
+        return math.log10(x) if log_x else x
+
+    xs = [tx(x) for x, _ in points if not log_x or x > 0]
+    x0, x1 = min(xs), max(xs)
+    if x1 == x0:
+        x1 = x0 + 1
+    y0, y1 = y_range or (min(y for _, y in points), max(y for _, y in points))
+    if hline:
+        y0, y1 = min(y0, hline[0]), max(y1, hline[0])
+    if y1 == y0:
+        y1 = y0 + 1
+
+    def px(x: float) -> float:
+        return left + (tx(x) - x0) / (x1 - x0) * (w - left - right)
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * (h - top - bottom)
+
+    out = [
+        f'<svg viewBox="0 0 {w} {h}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for ty in _ticks(y0, y1):
+        out.append(
+            f'<line x1="{left}" x2="{w - right}" y1="{py(ty):.1f}" y2="{py(ty):.1f}" stroke="#eaeef2"/>'
+            f'<text x="{left - 6}" y="{py(ty) + 4:.1f}" text-anchor="end">{format_number(ty)}</text>'
+        )
+    for tick in _decades(x0, x1) if log_x else _ticks(x0, x1):
+        label = _decade_label(10**tick) if log_x else format_number(tick)
+        xpos = left + (tick - x0) / (x1 - x0) * (w - left - right)
+        out.append(
+            f'<text x="{xpos:.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>'
+        )
+    out.append(
+        f'<text x="{(left + w - right) / 2}" y="{h - 6}" text-anchor="middle">{html.escape(x_label)}</text>'
+        f'<text transform="translate(14 {(top + h - bottom) / 2}) rotate(-90)" text-anchor="middle">'
+        f"{html.escape(y_label)}</text>"
+    )
+    if hline:
+        out.append(
+            f'<line x1="{left}" x2="{w - right}" y1="{py(hline[0]):.1f}" y2="{py(hline[0]):.1f}" '
+            f'stroke="#cf222e" stroke-dasharray="5 4"/>'
+            f'<text x="{w - right - 4}" y="{py(hline[0]) - 5:.1f}" text-anchor="end" '
+            f'style="fill:#cf222e">{html.escape(hline[1])}</text>'
+        )
+    for i, (name, pts) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts if not log_x or x > 0)
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+        out.append(
+            f'<rect x="{left + i * 190}" y="4" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{left + 17 + i * 190}" y="14">{html.escape(name)}</text>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def bar_chart(values: Sequence[float], *, labels: Sequence[str], y_label: str) -> str:
+    """A bar chart, one labelled bar per value."""
+    if not values:
+        return f"<p>{_messages.ACCEPTANCE_CHART_NO_DATA}</p>"
+    w, h, left, bottom, top = 900, 260, 64, 40, 16
+    top_value = max(values) or 1.0
+    slot = (w - left - 16) / len(values)
+    out = [
+        f'<svg viewBox="0 0 {w} {h}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for tick in _ticks(0, top_value):
+        y = top + (1 - tick / top_value) * (h - top - bottom)
+        out.append(
+            f'<line x1="{left}" x2="{w - 16}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eaeef2"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{format_number(tick)}</text>'
+        )
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+        bar_h = value / top_value * (h - top - bottom)
+        x = left + i * slot + slot * 0.2
+        out.append(
+            f'<rect x="{x:.1f}" y="{h - bottom - bar_h:.1f}" width="{slot * 0.6:.1f}" '
+            f'height="{bar_h:.1f}" fill="{_COLOURS[0]}"/>'
+            f'<text x="{x + slot * 0.3:.1f}" y="{h - bottom - bar_h - 4:.1f}" '
+            f'text-anchor="middle">{format_number(value)}</text>'
+            f'<text x="{x + slot * 0.3:.1f}" y="{h - bottom + 16}" text-anchor="middle">'
+            f"{html.escape(label)}</text>"
+        )
+    out.append(
+        f'<text transform="translate(14 {(top + h - bottom) / 2}) rotate(-90)" '
+        f'text-anchor="middle">{html.escape(y_label)}</text></svg>'
+    )
+    return "".join(out)

@@ -1,0 +1,183 @@
+"""The member: one store instance as the cluster drives it, and the local one.
+
+:class:`Member` is what :class:`~pytest_quantum_p1._harness.cluster.PolicyCluster`
+asks of an instance, wherever it runs. :class:`LocalMember` hosts a store on the
+loop it is created on, talking to Redis through an
+:class:`~pytest_quantum_p1._harness.observed.ObservedRedis`: the cluster uses it
+for in-process instances, and a child process hosts one for a process-backed
+instance (:mod:`pytest_quantum_p1._harness.process`).
+
+Words: a *subscription* is one ``pubsub()`` the store made, with what it
+subscribed to; it is *live* while Redis confirmed it covers the channel and its
+connection holds.
+
+This module imports redis (through the observed client).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._harness.observed import ObservedRedis
+from pytest_quantum_p1._harness.pubsub import Delivery
+from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["LocalMember", "Member"]
+
+
+class Member(Protocol):
+    """One store instance as the cluster drives it.
+
+    In-process (:class:`LocalMember`) or in a child process
+    (:class:`~pytest_quantum_p1._harness.process.ProcessMember`, which hosts a
+    ``LocalMember`` in the child). Methods run on the cluster's loop; times are
+    :func:`time.perf_counter` seconds of this process.
+    """
+
+    index: int
+    label: str
+
+    @property
+    def pid(self) -> int: ...
+    async def start(self) -> None: ...
+    async def get_policy(self, name: str) -> Mapping[str, Any]: ...
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> tuple[float, float]: ...
+    async def wait_subscribed(self, channel: str, timeout: float) -> None: ...
+    async def wait_processed(self, data: str, timeout: float) -> Delivery: ...
+    async def wait_resubscribed(self, after: int, channel: str, timeout: float) -> float: ...
+    async def wait_subscription_lost(self, channel: str, timeout: float) -> float: ...
+    def whereabouts(self, data: str) -> str: ...
+    def subscription_state(self) -> str: ...
+    def deliveries(self) -> tuple[Delivery, ...]: ...
+    def storage_reads(self) -> int: ...
+    def subscriptions(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+class LocalMember:
+    """A store on the current loop, talking to Redis through an ObservedRedis."""
+
+    def __init__(self, index: int, factory: StoreFactory, client: Redis, clock: Clock) -> None:
+        self.index = index
+        self.label = f"instance {index}"
+        self.observed = ObservedRedis(client, label=self.label)
+        # The store is handed the proxy where it expects a client: it only
+        # uses the client's interface, which the proxy forwards.
+        self.store: PolicyStore = factory(cast("Redis", self.observed), clock)
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def start(self) -> None:
+        await self.store.initialize()
+
+    async def get_policy(self, name: str) -> Mapping[str, Any]:
+        return await self.store.get_policy(name)
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> tuple[float, float]:
+        started = time.perf_counter()
+        await self.store.update_policy(name, policy)
+        return (started, time.perf_counter())
+
+    async def wait_subscribed(self, channel: str, timeout: float) -> None:
+        await self.observed.wait_subscribed_async(channel, timeout)
+
+    async def wait_processed(self, data: str, timeout: float) -> Delivery:
+        return await self.observed.wait_processed_async(data, timeout)
+
+    def _live(self, channel: str) -> bool:
+        current = self.observed.current_pubsub
+        return current is not None and not current.disconnected and current.listens_to(channel)
+
+    async def wait_resubscribed(self, after: int, channel: str, timeout: float) -> float:
+        observed = self.observed
+
+        def check() -> float | None:
+            if observed.subscriptions <= after or not self._live(channel):
+                return None
+            return time.perf_counter()
+
+        try:
+            # The signal fires on every pubsub() call, confirmation and lost
+            # connection, so the moment returned is when the change was seen.
+            return await observed.signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                _messages.NOT_RESUBSCRIBED.format(
+                    label=self.label,
+                    channel=channel,
+                    timeout=timeout,
+                    count=observed.subscriptions,
+                    after=after,
+                    state=self.subscription_state(),
+                )
+            ) from None
+
+    async def wait_subscription_lost(self, channel: str, timeout: float) -> float:
+        def check() -> float | None:
+            return None if self._live(channel) else time.perf_counter()
+
+        try:
+            return await self.observed.signal.wait_until(check, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                _messages.SUBSCRIPTION_KEPT.format(
+                    label=self.label, channel=channel, timeout=timeout
+                )
+            ) from None
+
+    def whereabouts(self, data: str) -> str:
+        """Where the message with this data is, in words: why a wait for it failed."""
+        current = self.observed.current_pubsub
+        if current is None:
+            return _messages.WHERE_NO_PUBSUB
+        status = current.status_of(data)
+        if current.closed:
+            return _messages.WHERE_CLOSED.format(label=current.label)
+        if current.disconnected:
+            return _messages.WHERE_LOST.format(label=current.label)
+        if status == "held":
+            return _messages.WHERE_HELD.format(count=len(current.pending))
+        if status == "handed out":
+            return _messages.WHERE_NOT_FINISHED
+        if status == "waiting":
+            return _messages.WHERE_NOT_TAKEN
+        return _messages.WHERE_NEVER_RECEIVED.format(channels=sorted(current.confirmed_channels))
+
+    def subscription_state(self) -> str:
+        """The store's latest subscription, in words: why a wait for it failed."""
+        current = self.observed.current_pubsub
+        if current is None:
+            return _messages.WHERE_NO_PUBSUB
+        if current.closed:
+            return _messages.SUBSCRIPTION_CLOSED.format(label=current.label)
+        if current.disconnected:
+            return _messages.SUBSCRIPTION_LOST.format(label=current.label)
+        return _messages.SUBSCRIPTION_CHANNELS.format(
+            channels=sorted(current.confirmed_channels) or "nothing"
+        )
+
+    def subscriptions(self) -> int:
+        return self.observed.subscriptions
+
+    def deliveries(self) -> tuple[Delivery, ...]:
+        return self.observed.deliveries
+
+    def storage_reads(self) -> int:
+        return self.observed.storage_reads
+
+    async def close(self) -> None:
+        try:
+            await self.store.close()
+        finally:
+            # Whatever the store left open: pumps would outlive the loop otherwise.
+            await self.observed.close_pubsubs()
+            await self.observed.aclose()

@@ -1,0 +1,61 @@
+"""P1-3 checks: nothing but the bridge reaches federation v2, statically or at run time.
+
+- :mod:`.modules`: dotted module names (membership, relative imports, the bridges named);
+- :mod:`.sources`: walking a target's source roots (dirs entered, files that are modules);
+- :mod:`.imports`: the v2 imports of one parsed module (the AST walk, ``HOW_*``);
+- :mod:`.scan`: the static check over the source roots (:func:`scan_v2_usage`, its result,
+  its message);
+- :mod:`.files`: the legacy files are gone (:func:`check_removed`), the docs carry the notice
+  (:func:`check_docs`);
+- :mod:`.patch`: one recording ``__new__`` per watched class, and the class given back;
+- :mod:`.guard`: the run-time check (:class:`V2Guard`: who constructs the v2 engine class;
+  :func:`load_engine_class`).
+
+Usable without pytest: beyond the standard library they import only the harness's texts
+(and the ``module:attr`` resolver, once the guard is given a spec). The plugin imports
+this package lazily. Re-exported below: the names the rest of the harness (plugin,
+acceptance checks, public face, tests) uses.
+"""
+
+from __future__ import annotations
+
+from pytest_quantum_p1._v2.files import check_docs, check_removed
+from pytest_quantum_p1._v2.guard import (
+    V2Construction,
+    V2Guard,
+    format_runtime_violations,
+    load_engine_class,
+)
+from pytest_quantum_p1._v2.imports import (
+    HOW_DUNDER_IMPORT,
+    HOW_FROM,
+    HOW_IMPORT,
+    HOW_IMPORT_MODULE,
+)
+from pytest_quantum_p1._v2.scan import (
+    V2FileError,
+    V2ScanResult,
+    V2Unresolved,
+    V2Violation,
+    format_violations,
+    scan_v2_usage,
+)
+
+__all__ = [
+    "HOW_DUNDER_IMPORT",
+    "HOW_FROM",
+    "HOW_IMPORT",
+    "HOW_IMPORT_MODULE",
+    "V2Construction",
+    "V2FileError",
+    "V2Guard",
+    "V2ScanResult",
+    "V2Unresolved",
+    "V2Violation",
+    "check_docs",
+    "check_removed",
+    "format_runtime_violations",
+    "format_violations",
+    "load_engine_class",
+    "scan_v2_usage",
+]

@@ -1,0 +1,274 @@
+"""The static P1-3 check: scan a target's source roots for v2 imports outside the bridge.
+
+:func:`scan_v2_usage` parses every ``.py`` file under the roots, asks
+:mod:`.imports` for the v2 imports of each, and returns what it found as a
+:class:`V2ScanResult`; :func:`format_violations` words a result for the user.
+Only the bridge modules and the v2 modules themselves may import v2. Dynamic
+imports whose module name is not a literal are listed as *unresolved*
+instead of being guessed at. Imports only the standard library and the
+harness's texts: the plugin loads this lazily and it must stay cheap.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import re
+import tokenize
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._v2.imports import Hit, find_v2_imports, may_import_dynamically
+from pytest_quantum_p1._v2.modules import ModuleSet, bridge_list, within
+from pytest_quantum_p1._v2.sources import python_files
+
+if TYPE_CHECKING:
+    from pytest_quantum_p1._target import V2Rules
+
+__all__ = [
+    "V2FileError",
+    "V2ScanResult",
+    "V2Unresolved",
+    "V2Violation",
+    "format_violations",
+    "scan_v2_usage",
+]
+
+
+@dataclass(frozen=True)
+class V2Violation:
+    """One place where a module outside the bridge reaches a v2 module."""
+
+    path: Path
+    line: int
+    #: Dotted name of the module doing the import.
+    importer: str
+    #: The v2 module reached (one of the configured v2 modules).
+    module: str
+    #: One of the ``HOW_*`` constants of :mod:`.imports`.
+    how: str
+    #: The source line, stripped.
+    text: str
+    #: The import sits under ``if TYPE_CHECKING:`` and so never runs.
+    type_checking: bool = False
+
+    def __str__(self) -> str:
+        tail = f" ({_messages.V2_TYPE_CHECKING_ONLY})" if self.type_checking else ""
+        return (
+            _messages.V2_VIOLATION.format(
+                path=self.path,
+                line=self.line,
+                importer=self.importer,
+                module=self.module,
+                how=self.how,
+                text=self.text,
+            )
+            + tail
+        )
+
+
+@dataclass(frozen=True)
+class V2Unresolved:
+    """A dynamic import the scan cannot resolve statically (not a violation)."""
+
+    path: Path
+    line: int
+    importer: str
+    how: str
+    text: str
+    #: Why it could not be resolved, e.g. ``"module name is not a literal"``.
+    reason: str
+
+    def __str__(self) -> str:
+        return _messages.V2_UNRESOLVED.format(
+            path=self.path,
+            line=self.line,
+            importer=self.importer,
+            reason=self.reason,
+            how=self.how,
+            text=self.text,
+        )
+
+
+@dataclass(frozen=True)
+class V2FileError:
+    """A file (or source root) the scan could not read or parse."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return _messages.V2_FILE_ERROR.format(path=self.path, message=self.message)
+
+
+@dataclass(frozen=True)
+class V2ScanResult:
+    """What :func:`scan_v2_usage` found."""
+
+    #: ``.py`` files found under the roots, including those that did not parse.
+    files_scanned: int
+    violations: tuple[V2Violation, ...]
+    unresolved: tuple[V2Unresolved, ...]
+    errors: tuple[V2FileError, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No violations and every file was checked.
+
+        Unresolved dynamic imports do not count: they are reported for review.
+        """
+        return not self.violations and not self.errors
+
+
+def scan_v2_usage(
+    source_roots: Sequence[Path],
+    v2_modules: Sequence[str],
+    bridge_modules: Sequence[str],
+) -> V2ScanResult:
+    """Find every place outside the bridge that reaches a v2 module.
+
+    Each root is a package directory (its name is the top-level package, so
+    ``/x/reference_impl`` gives modules ``reference_impl.…``) or a single
+    ``.py`` file. Caches, hidden directories and virtual environments are
+    skipped. The bridge modules and the v2 modules (with their submodules) may
+    import v2; everyone else may not, including under ``if TYPE_CHECKING:``
+    (flagged as such), inside functions and in ``try`` blocks.
+
+    Never raises for a bad file: unreadable or unparsable files, and missing
+    roots, are listed in :attr:`V2ScanResult.errors`.
+    """
+    v2 = ModuleSet(v2_modules)
+    allowed = frozenset(bridge_modules)
+    violations: list[V2Violation] = []
+    unresolved: list[V2Unresolved] = []
+    errors: list[V2FileError] = []
+    seen: set[str] = set()
+    files = 0
+    with warnings.catch_warnings():
+        # Parsing warns about e.g. invalid escapes; under ``-W error`` that would
+        # turn a file that runs fine into a scan error.
+        warnings.simplefilter("ignore")
+        for root in map(Path, source_roots):
+            if not root.exists():
+                errors.append(V2FileError(root, _messages.V2_SOURCE_ROOT_MISSING))
+                continue
+            for path, module in python_files(root):
+                key = os.path.realpath(path)
+                if key in seen:  # overlapping roots
+                    continue
+                seen.add(key)
+                files += 1
+                # Allowed importers are still parsed: one that does not parse is an error.
+                is_allowed = module in allowed or within(module, v2_modules)
+                outcome = _scan_file(path, module, v2, check=not is_allowed)
+                if isinstance(outcome, V2FileError):
+                    errors.append(outcome)
+                    continue
+                for hit, text in outcome:
+                    if hit.module is None:
+                        unresolved.append(
+                            V2Unresolved(path, hit.line, module, hit.how, text, hit.reason)
+                        )
+                    else:
+                        violations.append(
+                            V2Violation(
+                                path, hit.line, module, hit.module, hit.how, text, hit.type_checking
+                            )
+                        )
+    return V2ScanResult(files, tuple(violations), tuple(unresolved), tuple(errors))
+
+
+def _scan_file(
+    path: Path, module: str, v2: ModuleSet, check: bool
+) -> V2FileError | list[tuple[Hit, str]]:
+    """The hits in one file with their source lines, or why it could not be scanned."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return V2FileError(path, _messages.V2_FILE_UNREADABLE.format(error=exc.strerror or exc))
+    try:
+        tree = ast.parse(data, filename=str(path))
+    except SyntaxError as exc:
+        if exc.lineno:
+            message = _messages.V2_FILE_UNPARSABLE_AT.format(line=exc.lineno, error=exc.msg)
+        else:
+            message = _messages.V2_FILE_UNPARSABLE.format(error=exc.msg)
+        return V2FileError(path, message)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return V2FileError(path, _messages.V2_FILE_UNPARSABLE.format(error=exc))
+    if not check:
+        return []
+    hits = find_v2_imports(
+        tree, module, path.name == "__init__.py", v2, deep=may_import_dynamically(data)
+    )
+    if not hits:
+        return []
+    lines = _source_lines(data)
+    return [
+        (hit, lines[hit.line - 1].strip() if 0 < hit.line <= len(lines) else "") for hit in hits
+    ]
+
+
+_NEWLINE: Final = re.compile(r"\r\n|\r|\n")
+
+
+def _source_lines(data: bytes) -> list[str]:
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        encoding = "utf-8"
+    # Split as the tokenizer counts lines: ``str.splitlines`` also splits on \f etc.
+    return _NEWLINE.split(data.decode(encoding, errors="replace"))
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def format_violations(result: V2ScanResult, rules: V2Rules) -> str:
+    """The message a user reads when the static v2 check fails.
+
+    In order: what happened, the violations (then unreadable files and
+    unresolved dynamic imports) as bullets, how to fix it, where to read more.
+    """
+    if result.ok and not result.unresolved:
+        return _messages.V2_SCAN_CLEAN.format(files=result.files_scanned)
+    lines: list[str] = []
+    if not result.violations and not result.errors:
+        lines.append(_messages.V2_SCAN_CLEAN.format(files=result.files_scanned))
+    if result.violations:
+        count = len(result.violations)
+        lines.append(_messages.V2_SCAN_HEADLINE.format(count=count, s=_plural(count)) + ":")
+        for v in result.violations:
+            how = f"{v.how}, {_messages.V2_TYPE_CHECKING_ONLY}" if v.type_checking else v.how
+            lines.append(
+                _messages.V2_SCAN_VIOLATION_BULLET.format(
+                    path=v.path, line=v.line, importer=v.importer, module=v.module, how=how
+                )
+            )
+    if result.errors:
+        count = len(result.errors)
+        lines.append(_messages.V2_SCAN_ERRORS_HEADLINE.format(count=count, s=_plural(count)) + ":")
+        lines.extend(
+            _messages.V2_SCAN_ERROR_BULLET.format(path=e.path, message=e.message)
+            for e in result.errors
+        )
+    if result.unresolved:
+        count = len(result.unresolved)
+        lines.append(
+            _messages.V2_SCAN_UNRESOLVED_HEADLINE.format(count=count, s=_plural(count)) + ":"
+        )
+        lines.extend(
+            _messages.V2_SCAN_UNRESOLVED_BULLET.format(
+                path=u.path, line=u.line, importer=u.importer, reason=u.reason, how=u.how
+            )
+            for u in result.unresolved
+        )
+    lines.append(_messages.V2_SCAN_FIX.format(bridges=bridge_list(rules.bridge_modules)))
+    lines.append(_messages.V2_READ_MORE)
+    return "\n".join(lines)
