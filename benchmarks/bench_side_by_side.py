@@ -71,7 +71,7 @@ import redis.asyncio
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._harness import PolicyCluster, resolve_store_factory, target_of
 from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
-from pytest_quantum_p1._target import DEFAULT_CHANNEL, DEFAULT_TARGET, PolicyStore, StoreFactory
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, REFERENCE_TARGET, PolicyStore, StoreFactory
 from pytest_quantum_p1._units import percentile
 from reference_impl.core.event_bus import EventBus
 
@@ -337,7 +337,7 @@ class Subject:
 
 @pytest.fixture(scope="module")
 def subject() -> Subject:
-    spec = os.environ.get(TARGET_ENV, DEFAULT_TARGET)
+    spec = os.environ.get(TARGET_ENV, REFERENCE_TARGET)
     target = target_of(spec)
     # A bare factory gets the cluster's default channel; a P1Target names its own.
     channel = DEFAULT_CHANNEL if target is None else target.invalidation_channel

@@ -33,11 +33,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from pytest_quantum_p1._redis.source import RedisSource
 from pytest_quantum_p1._stateful import (
     InvalidationError,
     InvalidationMachine,
-    _search,
     machine_for,
+    seeded_search,
 )
 from reference_impl.p1_target import TARGET
 from tests.plugin.test_stateful import RACE_ONLY
@@ -50,19 +51,16 @@ def clients(kind: str) -> Iterator[Callable[[], Any] | None]:
     if kind == "fake":
         yield None
         return
-    import redis.asyncio
-
     from pytest_quantum_p1._redis.server import spawn_redis_server
 
     with spawn_redis_server() as server:
-        url = server.url
-        yield lambda: redis.asyncio.Redis.from_url(url)
+        yield RedisSource.server(server.url).client
 
 
 def run(machine: type[InvalidationMachine], *, examples: int, seed: int, steps: int) -> str | None:
     """Generate (never shrink) up to ``examples`` examples; the first failure's kind or None."""
     try:
-        _search(machine, examples=examples, steps=steps, seed=seed, shrink=False)
+        seeded_search(machine, examples=examples, steps=steps, seed=seed, shrink=False)
     except InvalidationError as exc:
         return exc.kind
     except Exception as exc:

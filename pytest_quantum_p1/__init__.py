@@ -29,22 +29,19 @@ if TYPE_CHECKING:
     )
     from pytest_quantum_p1._options import P1Settings
     from pytest_quantum_p1._redis.source import RedisFactory
-    from pytest_quantum_p1._stateful import (
+    from pytest_quantum_p1._stateful.machine import (
         InvalidationError,
         InvalidationMachine,
         MachineStats,
-        NoStaleReadsResult,
-        Operation,
-        check_no_stale_reads,
         machine_for,
         machine_settings,
-        operations,
-        policies,
-        policy_names,
-        replay,
     )
+    from pytest_quantum_p1._stateful.replay import replay
+    from pytest_quantum_p1._stateful.search import NoStaleReadsResult, check_no_stale_reads
+    from pytest_quantum_p1._stateful.steps import Operation, operations
+    from pytest_quantum_p1._stateful.strategies import policies, policy_names
     from pytest_quantum_p1._target import (
-        DEFAULT_TARGET,
+        REFERENCE_TARGET,
         Bus,
         Clock,
         EventHandler,
@@ -62,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANY",
-    "DEFAULT_TARGET",
+    "REFERENCE_TARGET",
     "Bus",
     "Clock",
     "ClusterStats",
@@ -111,12 +108,12 @@ __all__ = [
 _LAZY: dict[str, str] = {
     **dict.fromkeys(
         (
-            "DEFAULT_TARGET",
             "Bus",
             "Clock",
             "EventHandler",
             "P1Target",
             "PolicyStore",
+            "REFERENCE_TARGET",
             "RequiredEvent",
             "StoreFactory",
             "TargetError",
@@ -140,18 +137,18 @@ _LAZY: dict[str, str] = {
     "ClusterStats": "_harness.figures",
     "ClusterTimeout": "_harness.cluster",
     "MemberProcessError": "_harness.process",
-    "InvalidationMachine": "_stateful",
-    "InvalidationError": "_stateful",
-    "MachineStats": "_stateful",
-    "NoStaleReadsResult": "_stateful",
-    "Operation": "_stateful",
-    "check_no_stale_reads": "_stateful",
-    "machine_for": "_stateful",
-    "machine_settings": "_stateful",
-    "replay": "_stateful",
-    "policy_names": "_stateful",
-    "policies": "_stateful",
-    "operations": "_stateful",
+    "InvalidationMachine": "_stateful.machine",
+    "InvalidationError": "_stateful.machine",
+    "MachineStats": "_stateful.machine",
+    "NoStaleReadsResult": "_stateful.search",
+    "Operation": "_stateful.steps",
+    "check_no_stale_reads": "_stateful.search",
+    "machine_for": "_stateful.machine",
+    "machine_settings": "_stateful.machine",
+    "replay": "_stateful.replay",
+    "policy_names": "_stateful.strategies",
+    "policies": "_stateful.strategies",
+    "operations": "_stateful.steps",
     "V2Construction": "_v2.guard",
     "V2Guard": "_v2.guard",
     "V2ScanResult": "_v2.scan",

@@ -1,14 +1,19 @@
 """Per-call latency percentiles of a sync or async callable, measured after warm-up.
 
-Calls are timed in batches of ``batch`` with :func:`time.perf_counter_ns` and
-each batch's mean per-call time is one sample, so the timer's own cost is
-spread over the batch; percentiles are over those samples. With ``batch=1``
-every call is a sample (true tails, more timer noise).
+Every call is timed on its own with :func:`time.perf_counter_ns`, so the
+percentiles are over single calls: a read that stalls once in fifty shows in
+the p99 as the stall it is, not averaged away in a batch. The timer's own cost
+(one pair of clock reads, measured before each run) is part of every sample;
+it is stated as ``timer_ns`` next to the figures rather than subtracted.
 
-An async callable is measured inside one coroutine: each batch awaits the
-callable ``batch`` times back to back, so the event loop's scheduling is not
-what gets measured. The coroutine runs on ``runner`` (default
-:func:`asyncio.run`), so a caller can run it on a loop of its own.
+An async callable is measured inside one coroutine: each call is awaited
+directly between the two clock reads, so the event loop's scheduling is not
+in the figure (unless the call itself yields to the loop). The coroutine runs
+on ``runner`` (default :func:`asyncio.run`), so a caller can run it on a loop
+of its own.
+
+The default of 10,000 calls puts at least 10 calls above the p99.9, so that
+figure rests on samples rather than on the single slowest call.
 
 Nothing here needs pytest except :class:`BenchmarkHooks`, the optional bridge
 into pytest-benchmark's JSON.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,21 +52,25 @@ __all__ = [
 PROPERTY_PREFIX = "p1.latency."
 
 DEFAULT_WARMUP = 100
-DEFAULT_CALLS = 1_000
-DEFAULT_BATCH = 10
+#: Enough that the p99.9 has at least 10 calls above it.
+DEFAULT_CALLS = 10_000
+#: Clock-read pairs timed to state the timer's own cost.
+_TIMER_PAIRS = 1_000
 
-Percentile = Literal["p50", "p99", "p99.9", "p999", "mean"]
+Percentile = Literal["p50", "p90", "p99", "p99.9", "p999", "max", "mean"]
 #: A budget: a duration string (``"1ms"``), a :class:`~datetime.timedelta`, or
 #: an ``int`` number of nanoseconds.
 Budget: TypeAlias = "str | timedelta | int"
 #: Runs a coroutine to completion and returns its result (``asyncio.run``-like).
-Runner: TypeAlias = "Callable[[Coroutine[Any, Any, list[float]]], list[float]]"
+Runner: TypeAlias = "Callable[[Coroutine[Any, Any, list[int]]], list[int]]"
 
 _PERCENTILE_FIELDS: Mapping[str, str] = {
     "p50": "p50_ns",
+    "p90": "p90_ns",
     "p99": "p99_ns",
     "p99.9": "p999_ns",
     "p999": "p999_ns",
+    "max": "max_ns",
     "mean": "mean_ns",
 }
 
@@ -92,44 +102,61 @@ def _budget_ns(budget: Budget) -> int:
     )
 
 
+def timer_cost_ns() -> float:
+    """The median cost of one pair of ``perf_counter_ns`` reads, in nanoseconds.
+
+    Every sample includes it once: a call that takes no time at all measures this.
+    """
+    clock = time.perf_counter_ns
+    pairs = []
+    for _ in range(_TIMER_PAIRS):
+        start = clock()
+        pairs.append(clock() - start)
+    return float(statistics.median(pairs))
+
+
 @dataclass(frozen=True)
 class LatencyStats:
-    """Per-call latency percentiles, in nanoseconds (nearest-rank over the samples)."""
+    """Per-call latency figures in nanoseconds: nearest-rank percentiles over single calls."""
 
     p50_ns: float
+    p90_ns: float
     p99_ns: float
     p999_ns: float
+    max_ns: float
     mean_ns: float
     #: Measured calls (warm-up excluded).
     calls: int
-    #: Per-call times, one per batch (the batch's mean), in measurement order.
+    #: Each measured call's time, in measurement order.
     samples: tuple[float, ...]
-    #: Calls per sample.
-    batch: int = 1
     #: Warm-up calls made before measuring.
     warmup: int = 0
+    #: The timer's own cost, included in every sample (see :func:`timer_cost_ns`).
+    timer_ns: float = 0.0
 
     @classmethod
     def from_samples(
-        cls, samples: Sequence[float], *, batch: int = 1, warmup: int = 0
+        cls, samples: Sequence[float], *, warmup: int = 0, timer_ns: float = 0.0
     ) -> LatencyStats:
-        """Summarise per-call samples (each the mean of ``batch`` calls)."""
+        """Summarise per-call times."""
         if not samples:
             raise ValueError("no latency samples to summarise")
         ordered = sorted(samples)
         return cls(
             p50_ns=percentile(ordered, 50),
+            p90_ns=percentile(ordered, 90),
             p99_ns=percentile(ordered, 99),
             p999_ns=percentile(ordered, 99.9),
+            max_ns=ordered[-1],
             mean_ns=math.fsum(samples) / len(samples),
-            calls=len(samples) * batch,
+            calls=len(samples),
             samples=tuple(samples),
-            batch=batch,
             warmup=warmup,
+            timer_ns=timer_ns,
         )
 
     def percentile(self, which: Percentile) -> float:
-        """One figure by name: ``"p50"``, ``"p99"``, ``"p99.9"`` (or ``"p999"``), ``"mean"``."""
+        """One figure by name: ``"p50"``, ``"p90"``, ``"p99"``, ``"p99.9"`` (or ``"p999"``), ``"max"``, ``"mean"``."""
         try:
             return float(getattr(self, _PERCENTILE_FIELDS[which]))
         except KeyError:
@@ -139,19 +166,22 @@ class LatencyStats:
             ) from None
 
     def figures(self) -> dict[str, float]:
-        """``{"p50_ns": ..., "p99_ns": ..., "p999_ns": ..., "mean_ns": ...}``."""
+        """The figures by name: ``p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``max_ns``, ``mean_ns``, ``timer_ns``."""
         return {
             "p50_ns": self.p50_ns,
+            "p90_ns": self.p90_ns,
             "p99_ns": self.p99_ns,
             "p999_ns": self.p999_ns,
+            "max_ns": self.max_ns,
             "mean_ns": self.mean_ns,
+            "timer_ns": self.timer_ns,
         }
 
     def summary(self) -> str:
-        """``p50 1.2 us, p99 3.4 us, p99.9 5.6 us, mean 1.5 us over 1000 calls``."""
+        """``p50 1.2 us, p99 3.4 us, p99.9 5.6 us, max 40 us over 10000 calls``."""
         return (
             f"p50 {format_duration(self.p50_ns)}, p99 {format_duration(self.p99_ns)}, "
-            f"p99.9 {format_duration(self.p999_ns)}, mean {format_duration(self.mean_ns)} "
+            f"p99.9 {format_duration(self.p999_ns)}, max {format_duration(self.max_ns)} "
             f"over {self.calls} calls"
         )
 
@@ -170,11 +200,16 @@ class LatencyStats:
                         measured=format_duration(measured),
                         budget=format_duration(limit),
                     ),
-                    f"Measured over {self.calls} calls (batches of {self.batch}, "
-                    f"after {self.warmup} warm-up calls):",
+                    _messages.LATENCY_MEASURED.format(
+                        calls=self.calls,
+                        warmup=self.warmup,
+                        timer=format_duration(self.timer_ns),
+                    ),
                     f"  - p50: {format_duration(self.p50_ns)}",
+                    f"  - p90: {format_duration(self.p90_ns)}",
                     f"  - p99: {format_duration(self.p99_ns)}",
                     f"  - p99.9: {format_duration(self.p999_ns)}",
+                    f"  - max: {format_duration(self.max_ns)}",
                     f"  - mean: {format_duration(self.mean_ns)}",
                     _messages.LATENCY_TUNE,
                     _messages.LATENCY_READ_MORE,
@@ -183,31 +218,42 @@ class LatencyStats:
         )
 
 
-def _check_counts(warmup: int, calls: int, batch: int) -> int:
-    for label, value, least in (("warmup", warmup, 0), ("calls", calls, 1), ("batch", batch, 1)):
+def _check_counts(warmup: int, calls: int) -> None:
+    for label, value, least in (("warmup", warmup, 0), ("calls", calls, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{label} must be an int >= {least}, got {value!r}")
-    return math.ceil(calls / batch)
 
 
 async def _async_samples(
     fn: Callable[[], Awaitable[object]],
     first: Awaitable[object] | None,
     warmup: int,
-    batches: int,
-    batch: int,
-) -> list[float]:
+    calls: int,
+) -> list[int]:
     clock = time.perf_counter_ns
     if first is not None:
         await first
     for _ in range(warmup):
         await fn()
-    samples: list[float] = []
-    for _ in range(batches):
+    samples: list[int] = []
+    append = samples.append
+    for _ in range(calls):
         start = clock()
-        for _ in range(batch):
-            await fn()
-        samples.append((clock() - start) / batch)
+        await fn()
+        append(clock() - start)
+    return samples
+
+
+def _sync_samples(fn: Callable[[], object], warmup: int, calls: int) -> list[int]:
+    clock = time.perf_counter_ns
+    for _ in range(warmup):
+        fn()
+    samples: list[int] = []
+    append = samples.append
+    for _ in range(calls):
+        start = clock()
+        fn()
+        append(clock() - start)
     return samples
 
 
@@ -232,17 +278,17 @@ def measure_latency(
     *,
     warmup: int = DEFAULT_WARMUP,
     calls: int = DEFAULT_CALLS,
-    batch: int = DEFAULT_BATCH,
     runner: Runner | None = None,
 ) -> LatencyStats:
-    """Time ``fn()`` (sync, or returning an awaitable) and return its percentiles.
+    """Time ``fn()`` (sync, or returning an awaitable) call by call and return its figures.
 
-    ``warmup`` calls are made first and not timed; then ``calls`` (rounded up
-    to whole batches) are timed in batches of ``batch``. An async callable is
-    measured in one coroutine run by ``runner`` (default :func:`asyncio.run`);
-    inside a running loop use :func:`measure_latency_async`.
+    ``warmup`` calls are made first and not timed; then ``calls`` calls are
+    timed one at a time. An async callable is measured in one coroutine run
+    by ``runner`` (default :func:`asyncio.run`); inside a running loop use
+    :func:`measure_latency_async`.
     """
-    batches = _check_counts(warmup, calls, batch)
+    _check_counts(warmup, calls)
+    timer_ns = timer_cost_ns()
     first: Awaitable[object] | None = None
     is_async = _is_async(fn)
     if not is_async:
@@ -251,10 +297,8 @@ def measure_latency(
         result = fn()
         if inspect.isawaitable(result):
             is_async, first = True, result
-        else:
-            warmup = max(warmup - 1, 0)
     if is_async:
-        coroutine = _async_samples(fn, first, warmup, batches, batch)  # type: ignore[arg-type]
+        coroutine = _async_samples(fn, first, warmup, calls)  # type: ignore[arg-type]
         if runner is None:
             if _in_running_loop():
                 coroutine.close()
@@ -265,18 +309,9 @@ def measure_latency(
 
             runner = asyncio.run
         samples = runner(coroutine)
-        return LatencyStats.from_samples(samples, batch=batch, warmup=warmup)
-
-    clock = time.perf_counter_ns
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(batches):
-        start = clock()
-        for _ in range(batch):
-            fn()
-        samples.append((clock() - start) / batch)
-    return LatencyStats.from_samples(samples, batch=batch, warmup=warmup + (first is None))
+        return LatencyStats.from_samples(samples, warmup=warmup, timer_ns=timer_ns)
+    samples = _sync_samples(fn, max(warmup - 1, 0), calls)
+    return LatencyStats.from_samples(samples, warmup=max(warmup, 1), timer_ns=timer_ns)
 
 
 async def measure_latency_async(
@@ -284,19 +319,20 @@ async def measure_latency_async(
     *,
     warmup: int = DEFAULT_WARMUP,
     calls: int = DEFAULT_CALLS,
-    batch: int = DEFAULT_BATCH,
 ) -> LatencyStats:
     """The async form of :func:`measure_latency`, on the running event loop."""
-    batches = _check_counts(warmup, calls, batch)
-    samples = await _async_samples(fn, None, warmup, batches, batch)
-    return LatencyStats.from_samples(samples, batch=batch, warmup=warmup)
+    _check_counts(warmup, calls)
+    timer_ns = timer_cost_ns()
+    samples = await _async_samples(fn, None, warmup, calls)
+    return LatencyStats.from_samples(samples, warmup=warmup, timer_ns=timer_ns)
 
 
 class LatencyRecorder:
     """The ``p1_latency`` fixture: measure, record in the test's report, optionally assert.
 
     Each measurement is recorded in ``item.user_properties`` as
-    ``p1.latency.<label>.p50_ns`` / ``p99_ns`` / ``p999_ns`` / ``mean_ns`` (so
+    ``p1.latency.<label>.p50_ns`` / ``p90_ns`` / ``p99_ns`` / ``p999_ns`` /
+    ``max_ns`` / ``mean_ns`` / ``timer_ns`` and ``.calls`` (so
     it reaches JUnit XML, xdist's controller and, with pytest-benchmark, its
     JSON) before any budget is checked.
     """
@@ -342,13 +378,12 @@ class LatencyRecorder:
         percentile: Percentile = "p99",
         warmup: int = DEFAULT_WARMUP,
         calls: int = DEFAULT_CALLS,
-        batch: int = DEFAULT_BATCH,
         runner: Runner | None = None,
     ) -> LatencyStats:
         """Measure ``fn`` (see :func:`measure_latency`), record it, check ``budget`` if given."""
         __tracebackhide__ = True
         name = self._label(fn, label)
-        stats = measure_latency(fn, warmup=warmup, calls=calls, batch=batch, runner=runner)
+        stats = measure_latency(fn, warmup=warmup, calls=calls, runner=runner)
         return self._record(name, stats, budget, percentile)
 
     async def measure_async(
@@ -360,12 +395,11 @@ class LatencyRecorder:
         percentile: Percentile = "p99",
         warmup: int = DEFAULT_WARMUP,
         calls: int = DEFAULT_CALLS,
-        batch: int = DEFAULT_BATCH,
     ) -> LatencyStats:
         """The async form of calling the fixture, on the running event loop."""
         __tracebackhide__ = True
         name = self._label(fn, label)
-        stats = await measure_latency_async(fn, warmup=warmup, calls=calls, batch=batch)
+        stats = await measure_latency_async(fn, warmup=warmup, calls=calls)
         return self._record(name, stats, budget, percentile)
 
 

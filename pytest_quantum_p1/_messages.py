@@ -15,7 +15,10 @@ USAGE_BAD_VALUE = "{source}: expected {expected}, got {value!r}"
 #: When pytest's own coercion of a typed ini value fails; ``{error}`` quotes the value.
 USAGE_BAD_INI = "{source}: expected {expected} ({error})"
 
-EXPECT_TARGET = "'package.module:attr' naming a pytest_quantum_p1.P1Target"
+EXPECT_TARGET = (
+    "'package.module:attr' naming a pytest_quantum_p1.P1Target, or 'reference' for the "
+    "bundled example backend"
+)
 EXPECT_REDIS = "'fake', 'server' or a redis:// or rediss:// URL"
 EXPECT_REDIS_BINARY = "a redis-server executable (a path, or a name found on PATH)"
 EXPECT_DURATION = "a positive duration such as '1ms', '250us', '0.5s' or '500ns'"
@@ -29,6 +32,15 @@ EXPECT_REPORT = "a file path (not a directory)"
 
 #: One line in the pytest header; ``{details}`` only appears for ``--p1`` runs.
 HEADER = "quantum-p1: target={target}, redis={redis}{details}"
+HEADER_NO_TARGET = "(none)"
+
+#: ``--p1`` (or a fixture that needs the target) with no target configured.
+NO_TARGET = (
+    "quantum-p1: no target to check. Name your backend's P1Target with "
+    "--p1-target=package.module:attr or the ini key p1_target (the harness never picks "
+    "one for you); --p1-target=reference checks the bundled example backend.\n"
+    "See README.md, section 'Pointing the harness at your backend'."
+)
 
 TARGET_LOAD_FAILED = (
     "quantum-p1: cannot load the target {spec!r} (from {source}): {error}\n"
@@ -278,7 +290,9 @@ P1_1_LOGGED_FIX = (
 )
 
 # P1-2: cache
-P1_2_CACHED_READ_SUMMARY = "cached read p50 {p50}, p99 {p99} (budget {budget})"
+P1_2_CACHED_READ_SUMMARY = (
+    "cached read p50 {p50}, p99 {p99}, p99.9 {p999} (budget {budget}, per call)"
+)
 P1_2_CACHED_READ_NOT_CACHED = (
     "warm reads were not served from the cache: {storage_reads} of {reads} reads went to Redis."
 )
@@ -287,13 +301,20 @@ P1_2_CACHED_READ_NOT_CACHED_FIX = (
 )
 P1_2_CACHED_READ_TOO_SLOW = "cached reads are too slow: p99 {p99} is over the {budget} budget."
 #: One bullet each.
-P1_2_CACHED_READ_FIGURES = ("p50: {p50}", "p99: {p99}", "p99.9: {p999}")
+P1_2_CACHED_READ_FIGURES = (
+    "p50: {p50}",
+    "p90: {p90}",
+    "p99: {p99}",
+    "p99.9: {p999}",
+    "max: {max}",
+    "each read timed on its own; the timer's cost, {timer}, is in every figure",
+)
 P1_2_CACHED_READ_TOO_SLOW_FIX = (
     "Keep the hit path free of I/O, locks and copies; tune the budget with --p1-latency-budget."
 )
 
 P1_2_COLD_VS_WARM_SUMMARY = (
-    "cached {speedup:.0f}x faster than storage (cold p50 {cold}, warm p50 {warm})"
+    "cached {speedup:.0f}x faster than storage (mean cold {cold}, warm {warm})"
 )
 P1_2_COLD_VS_WARM_NO_COLD_READ = (
     "reads after the TTL did not go to storage ({storage_reads} storage reads for "
@@ -305,7 +326,7 @@ P1_2_COLD_VS_WARM_NO_PAYOFF = (
     "from storage (at least {minimum:.0f}x expected)."
 )
 #: One bullet each.
-P1_2_COLD_VS_WARM_FIGURES = ("cold p50: {cold}", "warm p50: {warm}")
+P1_2_COLD_VS_WARM_FIGURES = ("cold mean: {cold}", "warm mean: {warm}")
 P1_2_COLD_VS_WARM_NO_PAYOFF_FIX = (
     "Serve hits from memory without touching Redis or re-parsing JSON."
 )
@@ -436,9 +457,12 @@ ACCEPTANCE_CHART_NO_DATA = "(no data)"
 ACCEPTANCE_CHART_LATENCY_CACHED = "cached read"
 ACCEPTANCE_CHART_LATENCY_COLD = "cold read (storage)"
 ACCEPTANCE_CHART_LATENCY_X = "latency per call (log scale)"
-ACCEPTANCE_CHART_LATENCY_Y = "fraction of calls"
+ACCEPTANCE_CHART_LATENCY_Y = "percentile of calls"
+ACCEPTANCE_CHART_LATENCY_BUDGET = "budget {budget}"
 ACCEPTANCE_CHART_LATENCY_CAPTION = (
-    "Cached vs cold read latency: cumulative distribution. Further left is faster."
+    "Cached vs cold read latency, every call timed on its own: each call's latency against "
+    "its percentile, with the tail (p99, p99.9, slowest call) spread out. Further left is "
+    "faster; the dashed line is the cached-read budget."
 )
 ACCEPTANCE_CHART_HIT_RATE_CUMULATIVE = "cumulative hit rate"
 ACCEPTANCE_CHART_HIT_RATE_WINDOW = "hit rate per interval"
@@ -592,3 +616,80 @@ NOT_CONVERGED_TUNE = (
     "values are not in flight; the store kept or re-cached them. If the store is meant "
     "to converge by TTL only, advance the injected clock past it before asserting."
 )
+
+# --- stateful machine (_stateful: steps, instruments, model, machine, search) ---
+
+# What a read broke: message heads the tests match.
+MACHINE_STALE_READ = (
+    "stale read: instance {instance} read {name!r} = v{version}, but v{newer} was written "
+    "{age:g}s earlier (virtual clock) and nothing excuses the old value"
+)
+MACHINE_NOT_MONOTONIC = (
+    "non-monotonic read: instance {instance} read {name!r} = v{version} after it had "
+    "already returned v{seen}"
+)
+MACHINE_PAST_TTL = (
+    "stale past the TTL: instance {instance} read {name!r} = v{version} {age:g}s after v{newer} "
+    "was written; the TTL is {ttl:g}s"
+)
+MACHINE_PAST_TTL_IN_FLIGHT = " (+{seconds:g}s for the longest in-flight fetch)"
+MACHINE_CACHED_ACROSS_LINK_LOSS = (
+    "cached across a link loss: instance {instance} served {name!r} = v{version} without a "
+    "storage read, although its invalidation link was {event} since it last read it"
+)
+MACHINE_LINK_CUT_AT = "cut at step {step}"
+MACHINE_LINK_BACK_AT = "re-established at step {step}"
+MACHINE_IMPOSSIBLE_VALUE = "instance {instance} read {name!r} = {value!r}, which no update wrote"
+MACHINE_WRITTEN_AS = "\nv{version} was written as {written!r}"
+MACHINE_NOT_IDLE = (
+    "instance {instance} did not settle within {timeout:g}s after {step}: {whereabouts}"
+)
+
+# The evidence under a head.
+MACHINE_VALUE_FROM = "  the value came from {source}"
+MACHINE_FROM_STORAGE = "a storage read"
+MACHINE_FROM_CACHE = "its cache (no storage read)"
+MACHINE_NEWER_WRITES = "  newer writes of {name!r}, and their invalidation on the way:"
+MACHINE_NEWER_WRITE = "    - v{version} by instance {writer} at step {step}, t={at:g}: {fate}"
+MACHINE_FATE_DELIVERED = "delivered (step {steps})"
+MACHINE_FATE_PENDING = "{count} pending"
+MACHINE_FATE_DROPPED = "{count} dropped"
+MACHINE_FATE_LOST = "{count} lost when the link was cut (the store must flush)"
+MACHINE_FATE_NONE = "none arrived (the store published nothing it received)"
+MACHINE_LISTENER_ENDED = "its listener task {task!r} {what} (step {step})"
+MACHINE_LISTENER_DIED = "died: {type}: {error}"
+MACHINE_LISTENER_RETURNED = "returned"
+MACHINE_OTHER_DEATH = "  instance {instance}: {death}"
+MACHINE_STEPS = (
+    "\n  steps of this example ({machine}, {instances} instances, TTL {ttl:g}s):\n{steps}"
+)
+
+# Why an instance is not idle (the {whereabouts} of MACHINE_NOT_IDLE).
+MACHINE_WHERE_CUT = "its link was cut; its listener neither ended nor resubscribed"
+MACHINE_WHERE_UNCONFIRMED = "Redis has not confirmed its subscription yet"
+MACHINE_WHERE_NO_READER = (
+    "nothing reads its subscription (no task called get_message(), listen() or run())"
+)
+MACHINE_WHERE_HANDLING = "its listener is still handling the message {data!r}"
+MACHINE_WHERE_WAITING = "{count} message(s) wait for its listener, which is busy elsewhere"
+MACHINE_WHERE_BUSY = "its listener is busy elsewhere (not waiting in get_message())"
+MACHINE_WHERE_NEVER_REACHED = "a message published on its channel never reached it"
+MACHINE_WHERE_NO_SUBSCRIPTION = "no subscription"
+
+# Configuration and usage errors.
+MACHINE_UNKNOWN_RULE = "unknown rule {rule!r}; the rules are {rules}"
+MACHINE_UNKNOWN_DISABLED_RULES = (
+    "{machine}.disabled_rules names unknown rule(s) {unknown}; the rules are {rules}"
+)
+MACHINE_NO_STORE_FACTORY = (
+    "{machine}.store_factory is not set: assign a "
+    "(redis client, clock) -> store callable, or use machine_for(...)"
+)
+MACHINE_AT_LEAST_ONE = "{name} must be >= 1, got {value}"
+MACHINE_BAD_TTL = "{machine}.ttl must be a finite number >= 0, got {ttl!r}"
+MACHINE_NO_NAMES = "names must not be empty"
+MACHINE_NO_SUCH_INSTANCE = "no instance {instance}: 0..{last}"
+MACHINE_MIRROR_BUG = (
+    "harness bug: instance {instance} holds {held} message(s), the machine expected {expected}"
+)
+MACHINE_BUDGET_NOT_POSITIVE = "time_budget_s must be > 0, got {budget!r}"

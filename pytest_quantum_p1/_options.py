@@ -20,13 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._target import DEFAULT_TARGET
+from pytest_quantum_p1._target import TARGET_NAMES
 from pytest_quantum_p1._units import format_duration, parse_duration
 
 __all__ = [
     "DEFAULT_INSTANCES",
     "DEFAULT_LATENCY_BUDGET",
-    "DEFAULT_TARGET",
     "GROUP",
     "INI_INSTANCES",
     "INI_LATENCY_BUDGET",
@@ -134,8 +133,9 @@ class Workload:
 class P1Settings:
     """The effective, validated settings of one pytest run."""
 
-    #: ``package.module:attr`` of the target (not imported until needed).
-    target: str
+    #: ``package.module:attr`` of the target (not imported until needed); ``None``
+    #: when none is configured (fixtures that need one then fail, ``--p1`` is refused).
+    target: str | None
     #: ``"fake"``, ``"server"`` or a ``redis://`` / ``rediss://`` URL.
     redis: str
     #: The redis-server executable for ``redis="server"``; ``None``: find it on PATH.
@@ -175,7 +175,8 @@ def register_options(parser: pytest.Parser) -> None:
         dest=INI_TARGET,
         default=None,
         metavar="MODULE:ATTR",
-        help=f"the P1Target to check, as package.module:attr (default: {DEFAULT_TARGET}). "
+        help="the P1Target to check, as package.module:attr, or 'reference' for the bundled "
+        "example backend (no default: name yours). "
         f"ini: {INI_TARGET}",
     )
     group.addoption(
@@ -236,7 +237,7 @@ def register_options(parser: pytest.Parser) -> None:
         f"reads_per_s=200,updates_per_min=6,instances=2). ini: {INI_WORKLOAD}",
     )
 
-    parser.addini(INI_TARGET, f"quantum-p1: same as {OPT_TARGET}", default=DEFAULT_TARGET)
+    parser.addini(INI_TARGET, f"quantum-p1: same as {OPT_TARGET}", default="")
     parser.addini(INI_WORKLOAD, f"quantum-p1: same as {OPT_WORKLOAD}", default="")
     parser.addini(INI_REDIS, f"quantum-p1: same as {OPT_REDIS}", default=DEFAULT_REDIS)
     parser.addini(INI_REDIS_BINARY, f"quantum-p1: same as {OPT_REDIS_BINARY}", default="")
@@ -294,11 +295,16 @@ _OPTION_OF_INI = {
 }
 
 
-def _parse_target(value: object, source: str) -> str:
+def _parse_target(value: object, source: str) -> str | None:
     if isinstance(value, str):
-        module, colon, attr = value.strip().partition(":")
+        text = value.strip()
+        if not text:
+            return None
+        if text in TARGET_NAMES:
+            return TARGET_NAMES[text]
+        module, colon, attr = text.partition(":")
         if colon and _is_dotted_name(module) and _is_dotted_name(attr):
-            return value.strip()
+            return text
     raise _usage_error(source, _messages.EXPECT_TARGET, value)
 
 
@@ -394,7 +400,7 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
     budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _messages.EXPECT_DURATION)
     instances, instances_source, _ = _raw(config, INI_INSTANCES, _messages.EXPECT_INSTANCES)
     workload, workload_source, _ = _raw(config, INI_WORKLOAD, _messages.EXPECT_WORKLOAD)
-    return P1Settings(
+    settings = P1Settings(
         target=_parse_target(target, target_source),
         redis=redis,
         redis_binary=_parse_redis_binary(
@@ -407,6 +413,9 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
         workload=_parse_workload(workload, workload_source),
         target_source=target_source,
     )
+    if settings.run and settings.target is None:
+        raise pytest.UsageError(_messages.NO_TARGET)
+    return settings
 
 
 def redis_for_report(settings: P1Settings) -> str:
@@ -432,5 +441,7 @@ def header_line(settings: P1Settings) -> str:
         if settings.report is not None:
             details += f", report={settings.report}"
     return _messages.HEADER.format(
-        target=settings.target, redis=redis_for_report(settings), details=details
+        target=settings.target or _messages.HEADER_NO_TARGET,
+        redis=redis_for_report(settings),
+        details=details,
     )

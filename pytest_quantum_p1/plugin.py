@@ -101,6 +101,8 @@ def p1_target(pytestconfig: pytest.Config) -> P1Target:
     from pytest_quantum_p1._target import TargetError, load_configured_target
 
     settings = pytestconfig.stash[_options.SETTINGS_KEY]
+    if settings.target is None:
+        pytest.fail(_messages.NO_TARGET, pytrace=False)
     try:
         return load_configured_target(pytestconfig, settings.target, settings.target_source)
     except TargetError as exc:
@@ -128,11 +130,12 @@ def p1_events(p1_target: P1Target) -> Iterator[EventRecorder]:
 
 @pytest.fixture
 def p1_latency(request: pytest.FixtureRequest, p1_settings: _options.P1Settings) -> LatencyRecorder:
-    """Measures per-call latency percentiles of a sync or async callable after warm-up.
+    """Times a sync or async callable call by call after warm-up; percentiles over single calls.
 
     ``p1_latency(fn, label=None, budget=None, percentile="p99", warmup=100,
-    calls=1000, batch=10, runner=None)`` returns ``LatencyStats`` (``p50_ns``,
-    ``p99_ns``, ``p999_ns``, ``mean_ns``; ``assert_below(budget)``) and records
+    calls=10_000, runner=None)`` returns ``LatencyStats`` (``p50_ns``, ``p90_ns``,
+    ``p99_ns``, ``p999_ns``, ``max_ns``, ``mean_ns``, ``timer_ns`` (the timer's own
+    cost, in every sample); ``assert_below(budget)``) and records
     ``p1.latency.<label>.<figure>_ns`` in the test's user properties (and in
     pytest-benchmark's JSON when it is active). ``await
     p1_latency.measure_async(fn, ...)`` inside a running event loop.
@@ -292,8 +295,8 @@ def policy_cluster(
         instances: int | None = None, *, timeout: float = 10.0, processes: bool = False
     ) -> PolicyCluster:
         cluster = PolicyCluster.open(
-            # Child processes import the target by name; objects stay here.
-            p1_settings.target if processes else p1_target.store_factory,
+            # Child processes import the target by name (set: p1_target loaded); objects stay here.
+            (p1_settings.target or "") if processes else p1_target.store_factory,
             _p1_redis_source,
             instances=p1_settings.instances if instances is None else instances,
             clock=virtual_clock,

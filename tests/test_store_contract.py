@@ -16,7 +16,7 @@ what it breaks shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, ClassVar, cast
 
 import pytest
@@ -31,6 +31,7 @@ from pytest_quantum_p1 import (
 )
 from reference_impl.errors import PolicyNotFoundError
 from reference_impl.services.policy_store_v2 import PolicyStoreV2
+from tests.clusters import cache_everywhere
 from tests.conftest import RedisBackend
 from tests.seed_port.policy_store_seed import seed_store_factory
 from tests.stores import TTL, ToyStore
@@ -41,21 +42,6 @@ V2 = {"limit": 2}
 
 def values(cluster: PolicyCluster, name: str) -> list[dict[str, Any]]:
     return [dict(v) for v in cluster.read_all(name)]
-
-
-def cache_everywhere(cluster: PolicyCluster, name: str, value: Mapping[str, Any]) -> None:
-    """Update through instance 0; every instance then caches ``value``.
-
-    Proven by a second round of reads costing no storage read. Settling first
-    matters on a real server: an invalidation landing after a read would empty
-    the cache the test is about to rely on.
-    """
-    cluster.update(0, name, value)
-    cluster.settle()
-    assert values(cluster, name) == [value] * cluster.size
-    before = cluster.storage_reads
-    assert values(cluster, name) == [value] * cluster.size
-    assert cluster.storage_reads == before, "the instances did not cache what they read"
 
 
 def lose_invalidation(cluster: PolicyCluster, instance: int, name: str, value: Any) -> None:

@@ -113,6 +113,8 @@ class AcceptanceHooks:
         from pytest_quantum_p1._target import TargetError, load_configured_target
 
         settings = self.config.stash[SETTINGS_KEY]
+        if settings.target is None:  # refused in pytest_configure; kept for the type checker
+            raise pytest.UsageError(_messages.NO_TARGET)
         try:
             target = load_configured_target(self.config, settings.target, settings.target_source)
         except TargetError as exc:

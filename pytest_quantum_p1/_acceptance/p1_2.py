@@ -86,14 +86,15 @@ def criterion_cached_read(
             await _settled_update(store, observed, name, {"probe": name, "limits": {"max": 10}})
             await store.get_policy(name)
             before = observed.storage_reads
-            # A short probe first: a hit path far over budget fails in
-            # milliseconds instead of running 20,000 slow reads.
+            # A short probe first: a hit path whose median is over budget fails
+            # in milliseconds instead of running 20,000 slow reads.
             stats = await measure_latency_async(
-                lambda: store.get_policy(name), warmup=20, calls=200, batch=10
+                lambda: store.get_policy(name), warmup=20, calls=200
             )
             if stats.p50_ns < budget:
+                # Each read timed on its own; 20,000 put 20 reads above the p99.9.
                 stats = await measure_latency_async(
-                    lambda: store.get_policy(name), warmup=2_000, calls=20_000, batch=100
+                    lambda: store.get_policy(name), warmup=2_000, calls=20_000
                 )
             return stats, observed.storage_reads - before
         finally:
@@ -102,15 +103,22 @@ def criterion_cached_read(
     stats, storage_reads = asyncio.run(scenario())
     _p1_criterion.figures = {
         "p50_ns": stats.p50_ns,
+        "p90_ns": stats.p90_ns,
         "p99_ns": stats.p99_ns,
         "p999_ns": stats.p999_ns,
+        "max_ns": stats.max_ns,
+        "timer_ns": stats.timer_ns,
+        "budget_ns": budget,
         "reads": stats.calls,
     }
     _p1_criterion.series = {"warm_ns": list(stats.samples)}
     durations = {
         "p50": format_duration(stats.p50_ns),
+        "p90": format_duration(stats.p90_ns),
         "p99": format_duration(stats.p99_ns),
         "p999": format_duration(stats.p999_ns),
+        "max": format_duration(stats.max_ns),
+        "timer": format_duration(stats.timer_ns),
         "budget": format_duration(budget),
     }
     _p1_criterion.summary = _messages.P1_2_CACHED_READ_SUMMARY.format(**durations)
@@ -150,7 +158,7 @@ def criterion_cold_vs_warm(
             await _settled_update(store, observed, name, {"probe": name})
             await store.get_policy(name)
             warm = await measure_latency_async(
-                lambda: store.get_policy(name), warmup=500, calls=5_000, batch=50
+                lambda: store.get_policy(name), warmup=500, calls=5_000
             )
 
             before = observed.storage_reads
@@ -160,14 +168,18 @@ def criterion_cold_vs_warm(
             await store.close()
 
     warm, cold, storage_reads = asyncio.run(scenario())
-    speedup = cold.p50_ns / warm.p50_ns if warm.p50_ns else float("inf")
+    # Means, not medians: a read's cost to the service is the average, and a hit
+    # path that pays a round trip every few hits keeps a fast median.
+    speedup = cold.mean_ns / warm.mean_ns if warm.mean_ns else float("inf")
     _p1_criterion.figures = {
         "speedup": round(speedup, 1),
         "cold_p50_ns": cold.p50_ns,
         "warm_p50_ns": warm.p50_ns,
+        "cold_mean_ns": cold.mean_ns,
+        "warm_mean_ns": warm.mean_ns,
     }
     _p1_criterion.series = {"cold_ns": list(cold.samples)}
-    durations = {"cold": format_duration(cold.p50_ns), "warm": format_duration(warm.p50_ns)}
+    durations = {"cold": format_duration(cold.mean_ns), "warm": format_duration(warm.mean_ns)}
     _p1_criterion.summary = _messages.P1_2_COLD_VS_WARM_SUMMARY.format(speedup=speedup, **durations)
     if storage_reads < cold.calls:
         fail(

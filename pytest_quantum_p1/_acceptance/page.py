@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._acceptance.p1_2 import MIN_HIT_RATE
 from pytest_quantum_p1._acceptance.record import CriterionRecord, by_task, outcome_counts
 from pytest_quantum_p1._acceptance.svg import bar_chart, format_number, line_chart
+from pytest_quantum_p1._units import format_duration
 
 __all__ = ["render_html"]
 
@@ -36,15 +38,32 @@ svg text{font:11px system-ui,sans-serif;fill:#3d4752}
 """
 
 
-def _cdf(samples: Sequence[float]) -> list[tuple[float, float]]:
-    """Empirical CDF, thinned to at most ~200 points."""
+#: Percentile ticks of the latency chart, at their "nines": -log10(1 - q).
+_NINES = (
+    (0.0, "min"),
+    (math.log10(2), "p50"),
+    (1.0, "p90"),
+    (2.0, "p99"),
+    (3.0, "p99.9"),
+    (4.0, "p99.99"),
+)
+
+
+def _percentile_curve(samples: Sequence[float]) -> list[tuple[float, float]]:
+    """Latency (x) against its percentile, on a scale of nines (y): the tail gets the room.
+
+    The call of rank ``i`` (0-based) of ``n`` sits at ``-log10(1 - i/n)``, so the
+    median is at 0.3, the p99 at 2 and the slowest call at ``log10(n)``. Points
+    are thinned to about 50 per nine, never dropping the slowest call.
+    """
     ordered = sorted(s for s in samples if s > 0)
-    if not ordered:
+    n = len(ordered)
+    if not n:
         return []
-    step = max(1, len(ordered) // 200)
-    points = [(ordered[i], (i + 1) / len(ordered)) for i in range(0, len(ordered), step)]
-    points.append((ordered[-1], 1.0))
-    return points
+    ranks = sorted(
+        {min(n - 1, math.ceil(n * (1 - 10 ** (-k / 50)))) for k in range(0, 400)} | {n - 1}
+    )
+    return [(ordered[i], -math.log10(1 - i / n)) for i in ranks]
 
 
 def _figure(svg: str, caption: str) -> str:
@@ -56,18 +75,33 @@ def _latency_chart(by_id: Mapping[str, CriterionRecord]) -> str | None:
     cold = by_id.get("P1-2.cold-vs-warm")
     series: dict[str, list[tuple[float, float]]] = {}
     if warm and warm.series.get("warm_ns"):
-        series[_messages.ACCEPTANCE_CHART_LATENCY_CACHED] = _cdf(warm.series["warm_ns"])
+        series[_messages.ACCEPTANCE_CHART_LATENCY_CACHED] = _percentile_curve(
+            warm.series["warm_ns"]
+        )
     if cold and cold.series.get("cold_ns"):
-        series[_messages.ACCEPTANCE_CHART_LATENCY_COLD] = _cdf(cold.series["cold_ns"])
+        series[_messages.ACCEPTANCE_CHART_LATENCY_COLD] = _percentile_curve(cold.series["cold_ns"])
     if not series:
         return None
+    budget = warm.figures.get("budget_ns") if warm else None
+    top = max(y for points in series.values() for _, y in points)
     return _figure(
         line_chart(
             series,
             x_label=_messages.ACCEPTANCE_CHART_LATENCY_X,
             y_label=_messages.ACCEPTANCE_CHART_LATENCY_Y,
             log_x=True,
-            y_range=(0, 1),
+            y_range=(0.0, max(2.0, math.ceil(top))),
+            y_ticks=_NINES,
+            vline=(
+                (
+                    float(budget),
+                    _messages.ACCEPTANCE_CHART_LATENCY_BUDGET.format(
+                        budget=format_duration(float(budget))
+                    ),
+                )
+                if isinstance(budget, int | float) and budget > 0
+                else None
+            ),
         ),
         _messages.ACCEPTANCE_CHART_LATENCY_CAPTION,
     )

@@ -59,8 +59,15 @@ def line_chart(
     log_x: bool = False,
     y_range: tuple[float, float] | None = None,
     hline: tuple[float, str] | None = None,
+    vline: tuple[float, str] | None = None,
+    y_ticks: Sequence[tuple[float, str]] | None = None,
 ) -> str:
-    """A line chart of several (x, y) series; ``log_x`` takes x as nanoseconds."""
+    """A line chart of several (x, y) series; ``log_x`` takes x as nanoseconds.
+
+    ``hline`` / ``vline`` draw a labelled dashed threshold (``vline`` at an x
+    value, always inside the plotted range); ``y_ticks`` replaces the numeric
+    y ticks with labelled ones.
+    """
     w, h, left, right, top, bottom = 900, 300, 64, 16, 34, 44
     points = [p for s in series.values() for p in s]
     if not points:
@@ -70,6 +77,8 @@ def line_chart(
         return math.log10(x) if log_x else x
 
     xs = [tx(x) for x, _ in points if not log_x or x > 0]
+    if vline and (not log_x or vline[0] > 0):
+        xs.append(tx(vline[0]))
     x0, x1 = min(xs), max(xs)
     if x1 == x0:
         x1 = x0 + 1
@@ -88,10 +97,15 @@ def line_chart(
     out = [
         f'<svg viewBox="0 0 {w} {h}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for ty in _ticks(y0, y1):
+    ticks = (
+        [(ty, label) for ty, label in y_ticks if y0 <= ty <= y1]
+        if y_ticks is not None
+        else [(ty, format_number(ty)) for ty in _ticks(y0, y1)]
+    )
+    for ty, label in ticks:
         out.append(
             f'<line x1="{left}" x2="{w - right}" y1="{py(ty):.1f}" y2="{py(ty):.1f}" stroke="#eaeef2"/>'
-            f'<text x="{left - 6}" y="{py(ty) + 4:.1f}" text-anchor="end">{format_number(ty)}</text>'
+            f'<text x="{left - 6}" y="{py(ty) + 4:.1f}" text-anchor="end">{html.escape(label)}</text>'
         )
     for tick in _decades(x0, x1) if log_x else _ticks(x0, x1):
         label = _decade_label(10**tick) if log_x else format_number(tick)
@@ -110,6 +124,14 @@ def line_chart(
             f'stroke="#cf222e" stroke-dasharray="5 4"/>'
             f'<text x="{w - right - 4}" y="{py(hline[0]) - 5:.1f}" text-anchor="end" '
             f'style="fill:#cf222e">{html.escape(hline[1])}</text>'
+        )
+    if vline and (not log_x or vline[0] > 0):
+        xv = px(vline[0])
+        out.append(
+            f'<line x1="{xv:.1f}" x2="{xv:.1f}" y1="{top}" y2="{h - bottom}" '
+            f'stroke="#cf222e" stroke-dasharray="5 4"/>'
+            f'<text x="{xv - 4:.1f}" y="{top + 12}" text-anchor="end" '
+            f'style="fill:#cf222e">{html.escape(vline[1])}</text>'
         )
     for i, (name, pts) in enumerate(series.items()):
         colour = _COLOURS[i % len(_COLOURS)]

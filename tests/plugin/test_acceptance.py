@@ -11,27 +11,26 @@ The tests at the end pin defects these tests found (and that were fixed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
-from pytest_quantum_p1 import _messages, _options, _units
-from pytest_quantum_p1._acceptance import criteria_for
-from reference_impl.p1_target import TARGET
+from pytest_quantum_p1 import _messages, _options
 from tests.plugin import broken_targets as broken
-from tests.plugin.broken_targets import NOT_SLOW, Checklist, outcomes, read_report, run_p1
+from tests.plugin.broken_targets import NOT_SLOW, Checklist, read_report, run_p1
+from tests.plugin.verdicts import (
+    ALL_IDS,
+    FAST_IDS,
+    REPORT,
+    SLOW_ID,
+    Break,
+    assert_breaks_exactly,
+)
 
-#: Every criterion of the reference target, in checklist order.
-ALL_IDS = [criterion.id for criterion in criteria_for(TARGET)]
-SLOW_ID = "P1-2.no-stale-reads"
-FAST_IDS = [name for name in ALL_IDS if name != SLOW_ID]
 TASK_HEADINGS = [
     "P1-1 missing critical events",
     "P1-2 policy store cache and invalidation",
     "P1-3 federation v2 deprecation",
     "Deployment checklist",
 ]
-REPORT = "--p1-report=p1.json"
 
 
 # -- collection -----------------------------------------------------------------------
@@ -126,24 +125,6 @@ def test_the_reference_target_passes_with_a_checklist_grouped_by_task(
 # -- every criterion can fail -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Break:
-    """A target broken for ``criterion``, and what its failure message must say."""
-
-    criterion: str
-    builder: broken.Builder
-    #: What was found: phrases of the message, under the checklist line and in the JSON.
-    found: tuple[str, ...]
-    #: How to fix it: a phrase of the same message (``None``: the message gives no advice).
-    fix: str | None
-    #: Extra options that keep the run short (see the builder's docstring).
-    options: tuple[str, ...] = ()
-    #: What the line says when the criterion passes, which its failed line must not claim.
-    claim: str | None = None
-    #: Criteria that cannot pass either, when a break cannot be confined to one.
-    collateral: frozenset[str] = field(default_factory=frozenset)
-
-
 BREAKS = [
     Break(
         "P1-1.catalogue",
@@ -197,9 +178,11 @@ BREAKS = [
     Break(
         "P1-2.cached-read",
         broken.store_with_a_stalling_hit_path,
-        (f"over the {_units.format_duration(25_000)} budget", "- p99: "),
+        ("cached reads are too slow: p99 ", " ms is over the 1 ms budget", "- p99.9: "),
         "Keep the hit path free of I/O, locks and copies",
-        options=(f"--p1-latency-budget={broken.STALL_BUDGET}",),
+        # The stalls are real cost: 3 ms every 50 reads is ~60 us a read on average,
+        # so the cache no longer pays off against in-process fakeredis either.
+        collateral=frozenset({"P1-2.cold-vs-warm"}),
     ),
     Break(
         "P1-2.cold-vs-warm",
@@ -320,35 +303,8 @@ def test_every_criterion_has_a_broken_target() -> None:
 def test_a_target_broken_in_one_way_fails_exactly_that_criterion(
     pytester: pytest.Pytester, case: Break
 ) -> None:
-    """The broken criterion fails with its message under its line; every other one passes.
-
-    Where a break cannot be confined to one criterion (an event missing from
-    the catalogue cannot be recorded, so its own check and the logging check
-    cannot pass), the others are named in ``collateral`` and the set of
-    criteria not passing is still asserted exactly.
-    """
-    deselect = () if case.criterion == SLOW_ID else NOT_SLOW
-    result = run_p1(pytester, REPORT, *deselect, *case.options, target=case.builder)
-
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    report = read_report(pytester.path / "p1.json")
-    found = outcomes(report)
-    assert list(found) == (ALL_IDS if case.criterion == SLOW_ID else FAST_IDS)
-    assert found[case.criterion] == "failed"
-    assert {name for name, outcome in found.items() if outcome != "passed"} == {
-        case.criterion,
-        *case.collateral,
-    }
-
-    line = Checklist.parse(result.outlines).lines[case.criterion]
-    assert line.mark == "FAIL"
-    if case.claim is not None:
-        assert case.claim not in line.detail
-    shown = "\n".join(line.message)
-    (message,) = (c["message"] for c in report["criteria"] if c["id"] == case.criterion)
-    for phrase in (*case.found, *([case.fix] if case.fix else [])):
-        assert phrase in shown
-        assert phrase in message
+    """The broken criterion fails with its message under its line; every other one passes."""
+    assert_breaks_exactly(pytester, case)
 
 
 # -- usage errors -------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """PolicyCluster: N store instances on one Redis, settled without sleeping, judged by reads.
 
-The stores here are written for the test: a small correct one (TTL cache, a
+The stores are the tests' toy store (:mod:`tests.stores`: a TTL cache, a
 listener on ``client.pubsub().get_message``, a guard against a read racing an
-invalidation, resubscription that flushes) and broken variants, each missing
+invalidation, resubscription that flushes) and its broken variants, each missing
 exactly one of those. Every verdict of the cluster is shown to pass on the
 correct store and to fail, with its message, on the broken one. The correct-store
 tests also run against the reference ``PolicyStoreV2`` when it exists, and
@@ -12,180 +12,45 @@ everything runs on fakeredis and on a private redis-server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
-import json
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import pytest
-import redis.exceptions
 
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._harness import ClusterTimeout, PolicyCluster
 from pytest_quantum_p1._messages import NOT_CONVERGED, NOT_SETTLED, NOT_SUBSCRIBED
 from pytest_quantum_p1._redis.source import RedisSource
-from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock, PolicyStore, StoreFactory
+from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
+from tests.clusters import cache_everywhere, values
+from tests.stores import (
+    CHANNEL,
+    TTL,
+    CachesForever,
+    HangsOnInitialize,
+    KeepsCacheOnLinkLoss,
+    NeverPublishes,
+    NeverSubscribes,
+    RacyFill,
+    StopsReading,
+    SwallowsMessages,
+    ToyStore,
+)
 
-CHANNEL = DEFAULT_CHANNEL
-TTL = 10.0
 V1 = {"limit": 1}
 V2 = {"limit": 2}
 
 
-def _text(data: Any) -> str:
-    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-
-
-class TinyStore:
-    """A correct store, the size of a test: each broken variant flips one switch."""
-
-    publishes = True
-    drops_on_message = True
-    honours_ttl = True
-    guards_races = True
-    flushes_on_reconnect = True
-
-    def __init__(self, redis: Any, clock: Clock, *, ttl: float = TTL) -> None:
-        self.redis = redis
-        self.clock = clock
-        self.ttl = ttl
-        self.cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.generation: defaultdict[str, int] = defaultdict(int)
-        self.epoch = 0
-        self.pubsub: Any = None
-        self.listener: asyncio.Task[None] | None = None
-
-    async def initialize(self) -> None:
-        self.pubsub = await self._subscribe()
-        self.listener = asyncio.create_task(self._listen())
-
-    async def _subscribe(self) -> Any:
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(CHANNEL)
-        confirmation = await pubsub.get_message(timeout=5)
-        assert confirmation is not None, "Redis did not confirm the subscription"
-        return pubsub
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=None
-                )
-            except redis.exceptions.ConnectionError:
-                if self.flushes_on_reconnect:
-                    self._flush()  # invalidations may have been missed
-                await self.pubsub.aclose()
-                self.pubsub = await self._subscribe()
-                continue
-            if message is not None:
-                await self.on_message(message)
-
-    async def on_message(self, message: Mapping[str, Any]) -> None:
-        if self.drops_on_message:
-            self._drop(_text(message["data"]))
-
-    def _drop(self, name: str) -> None:
-        self.cache.pop(name, None)
-        self.generation[name] += 1
-
-    def _flush(self) -> None:
-        self.cache.clear()
-        self.epoch += 1
-
-    async def get_policy(self, name: str) -> Mapping[str, Any]:
-        entry = self.cache.get(name)
-        if entry is not None and (not self.honours_ttl or entry[0] > self.clock()):
-            return entry[1]
-        generation, epoch = self.generation[name], self.epoch
-        expires = self.clock() + self.ttl
-        raw = await self.redis.get(f"policy:{name}")
-        if raw is None:
-            raise KeyError(name)
-        policy: dict[str, Any] = json.loads(raw)
-        unchanged = generation == self.generation[name] and epoch == self.epoch
-        if unchanged or not self.guards_races:
-            self.cache[name] = (expires, policy)
-        return policy
-
-    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
-        await self.redis.set(f"policy:{name}", json.dumps(dict(policy)))
-        self._drop(name)
-        if self.publishes:
-            await self.redis.publish(CHANNEL, name)
-
-    async def close(self) -> None:
-        if self.listener is not None:
-            self.listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.listener
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-
-
-class NeverPublishes(TinyStore):
-    """Updates never invalidate other instances."""
-
-    publishes = False
-
-
-class SwallowsMessages(TinyStore):
-    """The listener reads invalidations but drops nothing."""
-
-    drops_on_message = False
-
-
-class CachesForever(TinyStore):
-    """Ignores its TTL: a missed invalidation is never healed."""
-
-    honours_ttl = False
-
-
-class RacyFill(TinyStore):
-    """Caches a read that raced an invalidation."""
-
-    guards_races = False
-
-
-class KeepsCacheOnReconnect(TinyStore):
-    """Resubscribes after a lost connection but keeps what it cached."""
-
-    flushes_on_reconnect = False
-
-
-class StopsReading(TinyStore):
-    """Handles its first invalidation forever: the listener never reads again."""
-
-    async def on_message(self, message: Mapping[str, Any]) -> None:
-        await super().on_message(message)
-        await asyncio.Event().wait()
-
-
-class NeverSubscribes(TinyStore):
-    """Forgets to subscribe at all."""
-
-    async def initialize(self) -> None:
-        return None
-
-
-class HangsOnInitialize(TinyStore):
-    """initialize() never returns."""
-
-    async def initialize(self) -> None:
-        await asyncio.Event().wait()
-
-
-def factory_of(cls: type[TinyStore]) -> StoreFactory:
+def factory_of(cls: type[ToyStore]) -> StoreFactory:
     def make(redis: Any, clock: Clock) -> PolicyStore:
         return cls(redis, clock)
 
     return make
 
 
-def mixed(default: type[TinyStore], **odd: type[TinyStore]) -> StoreFactory:
+def mixed(default: type[ToyStore], **odd: type[ToyStore]) -> StoreFactory:
     """A factory making ``default`` stores except at the instance indexes given (``i2=...``)."""
     made = 0
 
@@ -212,10 +77,10 @@ def reference_factory() -> StoreFactory:
     return make
 
 
-@pytest.fixture(params=["tiny", "reference"])
+@pytest.fixture(params=["toy", "reference"])
 def correct_factory(request: pytest.FixtureRequest) -> StoreFactory:
-    """A correct store: the test's own, and the reference implementation."""
-    return factory_of(TinyStore) if request.param == "tiny" else reference_factory()
+    """A correct store: the tests' toy store, and the reference implementation."""
+    return factory_of(ToyStore) if request.param == "toy" else reference_factory()
 
 
 class MakeCluster(Protocol):
@@ -245,25 +110,6 @@ def make_cluster(redis_source: RedisSource, clock: VirtualClock) -> Iterator[Mak
         cluster.close()
 
 
-def values(cluster: PolicyCluster, name: str) -> list[dict[str, Any]]:
-    return [dict(v) for v in cluster.read_all(name)]
-
-
-def cache_everywhere(cluster: PolicyCluster, name: str, value: Mapping[str, Any]) -> None:
-    """Update through instance 0; every instance then caches ``value``.
-
-    Proven by a second round of reads costing no storage read. Settling first
-    matters on a real server: an invalidation landing after a read would empty
-    the cache the test is about to rely on.
-    """
-    cluster.update(0, name, value)
-    cluster.settle()
-    assert values(cluster, name) == [value] * cluster.size
-    before = cluster.storage_reads
-    assert values(cluster, name) == [value] * cluster.size
-    assert cluster.storage_reads == before, "the instances did not cache what they read"
-
-
 # -- convergence ---------------------------------------------------------------------
 
 
@@ -279,7 +125,7 @@ def test_correct_store_converges_after_an_update(
 
 @pytest.mark.parametrize("broken", [NeverPublishes, SwallowsMessages], ids=lambda c: c.__name__)
 def test_store_that_does_not_invalidate_fails_naming_the_stale_instances(
-    make_cluster: MakeCluster, broken: type[TinyStore]
+    make_cluster: MakeCluster, broken: type[ToyStore]
 ) -> None:
     cluster = make_cluster(factory_of(broken))
     cache_everywhere(cluster, "risk", V1)
@@ -310,7 +156,7 @@ def test_differing_instances_are_listed_closest_first(make_cluster: MakeCluster)
 
 
 def test_an_instance_that_raises_is_reported_with_its_error(make_cluster: MakeCluster) -> None:
-    cluster = make_cluster(factory_of(TinyStore), instances=2)
+    cluster = make_cluster(factory_of(ToyStore), instances=2)
     with pytest.raises(AssertionError, match=r"  - instance 0: raised KeyError: 'nothing'"):
         cluster.assert_converged("nothing", V1)
 
@@ -343,7 +189,7 @@ def test_settle_returns_without_sleeping(
 def test_settle_names_the_instance_whose_listener_stopped_reading(
     make_cluster: MakeCluster,
 ) -> None:
-    cluster = make_cluster(mixed(TinyStore, i2=StopsReading))
+    cluster = make_cluster(mixed(ToyStore, i2=StopsReading))
     cluster.update(0, "risk", V1)  # instance 2 takes this one and never comes back
     with pytest.raises(ClusterTimeout) as failure:
         cluster.settle(timeout=0.3)
@@ -373,7 +219,7 @@ def test_open_fails_when_a_store_never_subscribes(
 ) -> None:
     with pytest.raises(ClusterTimeout) as failure:
         PolicyCluster.open(
-            mixed(TinyStore, i1=NeverSubscribes),
+            mixed(ToyStore, i1=NeverSubscribes),
             redis_source,
             instances=2,
             clock=clock,
@@ -392,7 +238,7 @@ def test_open_fails_naming_a_store_whose_initialize_hangs(
         ClusterTimeout, match=r"instance 2: initialize\(\) did not return"
     ) as failure:
         PolicyCluster.open(
-            mixed(TinyStore, i2=HangsOnInitialize),
+            mixed(ToyStore, i2=HangsOnInitialize),
             redis_source,
             instances=3,
             clock=clock,
@@ -405,10 +251,10 @@ def test_open_fails_naming_a_store_whose_initialize_hangs(
 
 
 @pytest.mark.parametrize(
-    ("store", "heals"), [(TinyStore, True), (CachesForever, False)], ids=["ttl", "forever"]
+    ("store", "heals"), [(ToyStore, True), (CachesForever, False)], ids=["ttl", "forever"]
 )
 def test_a_dropped_invalidation_heals_only_by_ttl(
-    make_cluster: MakeCluster, clock: VirtualClock, store: type[TinyStore], heals: bool
+    make_cluster: MakeCluster, clock: VirtualClock, store: type[ToyStore], heals: bool
 ) -> None:
     cluster = make_cluster(factory_of(store))
     cache_everywhere(cluster, "risk", V1)
@@ -448,11 +294,11 @@ def test_duplicate_and_garbage_invalidations_are_survived(
 
 @pytest.mark.parametrize(
     ("store", "flushes"),
-    [(TinyStore, True), (KeepsCacheOnReconnect, False)],
+    [(ToyStore, True), (KeepsCacheOnLinkLoss, False)],
     ids=["flush", "keep"],
 )
 def test_lost_connection_resubscribes_and_flushes(
-    make_cluster: MakeCluster, store: type[TinyStore], flushes: bool
+    make_cluster: MakeCluster, store: type[ToyStore], flushes: bool
 ) -> None:
     cluster = make_cluster(factory_of(store))
     cache_everywhere(cluster, "risk", V1)
@@ -482,9 +328,9 @@ def test_lost_connection_is_survived_by_the_reference_store(make_cluster: MakeCl
     cluster.assert_converged("risk", V2)
 
 
-@pytest.mark.parametrize(("store", "guarded"), [(TinyStore, True), (RacyFill, False)])
+@pytest.mark.parametrize(("store", "guarded"), [(ToyStore, True), (RacyFill, False)])
 def test_a_read_racing_an_invalidation_is_not_cached(
-    make_cluster: MakeCluster, store: type[TinyStore], guarded: bool
+    make_cluster: MakeCluster, store: type[ToyStore], guarded: bool
 ) -> None:
     cluster = make_cluster(factory_of(store), instances=2)
     cluster.update(0, "risk", V1)
@@ -575,7 +421,7 @@ def test_cluster_from_an_async_test_on_another_loop(
 ) -> None:
     async def scenario() -> tuple[list[Mapping[str, Any]], float]:
         async with await PolicyCluster.open_async(
-            factory_of(TinyStore), redis_source, instances=3, clock=clock
+            factory_of(ToyStore), redis_source, instances=3, clock=clock
         ) as cluster:
             await cluster.update_async(0, "risk", V1)
             await cluster.read_all_async("risk")
@@ -590,12 +436,12 @@ def test_cluster_from_an_async_test_on_another_loop(
 
 
 def test_instances_are_checked(make_cluster: MakeCluster) -> None:
-    cluster = make_cluster(factory_of(TinyStore), instances=2)
+    cluster = make_cluster(factory_of(ToyStore), instances=2)
     with pytest.raises(IndexError, match=r"no instance 2: this cluster has instances 0\.\.1"):
         cluster.read(2, "risk")
     assert len(cluster) == cluster.size == 2
     with pytest.raises(ValueError, match="at least one instance, got 0"):
-        make_cluster(factory_of(TinyStore), instances=0)
+        make_cluster(factory_of(ToyStore), instances=0)
 
 
 # -- the virtual clock ----------------------------------------------------------------------

@@ -276,7 +276,7 @@ def test_policy_cluster_with_the_reference_target(pytester: pytest.Pytester) -> 
             cluster.assert_converged("orchestrator", {"mode": "defensive"})
         """
     )
-    pytester.runpytest("-p", "quantum_p1").assert_outcomes(passed=1)
+    pytester.runpytest("-p", "quantum_p1", "--p1-target=reference").assert_outcomes(passed=1)
 
 
 # -- v2_usage -------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_v2_usage_of_the_reference_target_is_clean(pytester: pytest.Pytester) ->
             assert v2_usage.files_scanned > 5
         """
     )
-    pytester.runpytest("-p", "quantum_p1").assert_outcomes(passed=1)
+    pytester.runpytest("-p", "quantum_p1", "--p1-target=reference").assert_outcomes(passed=1)
 
 
 # -- v2_guard / forbid_v2 ---------------------------------------------------------------
@@ -415,6 +415,8 @@ def test_forbid_v2_passes_the_reference_target_acting_through_its_bridge(
         """
     )
     # In a subprocess: guarding a class leaves an inert wrapper on it for good
-    # (see _v2), and the reference engine class is shared with other tests here.
+    # (see _v2.patch), and the reference engine class is shared with other tests here.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pytester.runpytest_subprocess("-p", "quantum_p1").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "quantum_p1", "--p1-target=reference").assert_outcomes(
+        passed=1
+    )

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from pytest_quantum_p1 import DEFAULT_TARGET, _messages, _options, _units
+from pytest_quantum_p1 import REFERENCE_TARGET, _messages, _options, _units
 
 ALL_OPTIONS = (
     _options.OPT_TARGET,
@@ -47,7 +47,9 @@ PUBLIC_FIXTURES = (
 HEAVY_MODULES = ("redis", "fakeredis", "hypothesis", "reference_impl", "asyncio")
 
 
-def _header(target: str = DEFAULT_TARGET, redis: str = "fake", details: str = "") -> str:
+def _header(
+    target: str = _messages.HEADER_NO_TARGET, redis: str = "fake", details: str = ""
+) -> str:
     return _messages.HEADER.format(target=target, redis=redis, details=details)
 
 
@@ -138,9 +140,17 @@ def test_header_of_an_acceptance_run_names_its_budget_and_instances(
 ) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest(
-        "-p", "quantum_p1", "--co", "--p1", "--p1-latency-budget=250us", "--p1-instances=3"
+        "-p",
+        "quantum_p1",
+        "--co",
+        "--p1",
+        "--p1-target=reference",
+        "--p1-latency-budget=250us",
+        "--p1-instances=3",
     )
-    result.stdout.fnmatch_lines([_header(details=", p1 run: latency budget=250 us, instances=3")])
+    result.stdout.fnmatch_lines(
+        [_header(target=REFERENCE_TARGET, details=", p1 run: latency budget=250 us, instances=3")]
+    )
 
 
 def test_settings_fixture_holds_the_validated_values(pytester: pytest.Pytester) -> None:
@@ -329,16 +339,47 @@ def test_a_target_of_the_wrong_type_is_a_clear_error(pytester: pytest.Pytester) 
     )
 
 
-def test_the_default_target_loads(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        from pytest_quantum_p1 import P1Target
+_NEEDS_THE_TARGET = """
+from pytest_quantum_p1 import P1Target
 
-        def test_target(p1_target):
-            assert isinstance(p1_target, P1Target)
-            assert p1_target.name == "reference_impl"
-        """
-    )
+def test_target(p1_target):
+    assert isinstance(p1_target, P1Target)
+    assert p1_target.name == "reference_impl"
+"""
+
+
+def test_there_is_no_default_target_a_fixture_that_needs_one_says_how_to_name_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(_NEEDS_THE_TARGET)
+    result = pytester.runpytest("-p", "quantum_p1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*" + _messages.NO_TARGET.splitlines()[0]])
+    assert "reference_impl" not in result.stdout.str()
+
+
+def test_the_acceptance_run_without_a_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "quantum_p1", "--p1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: " + _messages.NO_TARGET.splitlines()[0]])
+    assert "[PASS" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "how", [("--p1-target=reference",), ("--p1-target", REFERENCE_TARGET)], ids=["short", "spec"]
+)
+def test_the_bundled_example_is_reached_by_its_short_name_or_its_spec(
+    pytester: pytest.Pytester, how: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(_NEEDS_THE_TARGET)
+    result = pytester.runpytest("-p", "quantum_p1", *how)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([_header(target=REFERENCE_TARGET)])
+
+
+def test_the_ini_names_the_target_by_its_short_name(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\np1_target = reference\n")
+    pytester.makepyfile(_NEEDS_THE_TARGET)
     pytester.runpytest("-p", "quantum_p1").assert_outcomes(passed=1)
 
 
@@ -430,8 +471,8 @@ def test_every_public_name_is_exported_and_importable() -> None:
         pytest_quantum_p1.nope  # noqa: B018
 
 
-def test_the_default_target_is_one_value_everywhere() -> None:
+def test_the_reference_target_has_one_short_name() -> None:
     from pytest_quantum_p1 import _target
 
-    # The option definitions take it from _target, which loads with the plugin.
-    assert _options.DEFAULT_TARGET is _target.DEFAULT_TARGET == DEFAULT_TARGET
+    assert _target.TARGET_NAMES == {"reference": REFERENCE_TARGET}
+    assert _target.load_target(REFERENCE_TARGET).name == "reference_impl"

@@ -183,6 +183,35 @@ def test_the_page_draws_the_three_charts_when_the_data_is_there() -> None:
     assert "(no data)" not in page
 
 
+def test_the_latency_chart_shows_the_tail_of_single_calls_and_the_budget() -> None:
+    # 2 % of 5,000 reads stall 3 ms: the slowest calls must be drawn where they are,
+    # beyond the budget line, not averaged into the bulk.
+    samples = [1_000.0] * 4_900 + [3_000_000.0] * 100
+    page = render_html(
+        [
+            record(
+                "P1-2.cached-read",
+                "failed",
+                figures={"budget_ns": 1_000_000},
+                series={"warm_ns": samples},
+            )
+        ],
+        META,
+    )
+    chart = page[page.index("<svg") : page.index("</svg>")]
+    assert _messages.ACCEPTANCE_CHART_LATENCY_BUDGET.format(budget="1 ms") in chart
+    for label in ("p50", "p90", "p99", "p99.9"):
+        assert f">{label}</text>" in chart
+    # The curve's x coordinates: the stalled calls sit right of the budget line.
+    budget_x = float(re.findall(r'<line x1="([0-9.]+)" x2="\1" y1=', chart)[0])
+    curve = re.search(r'<polyline[^>]*points="([^"]+)"', chart)
+    assert curve is not None
+    xs = [float(point.split(",")[0]) for point in curve.group(1).split()]
+    assert max(xs) > budget_x > min(xs)
+    # At least the top 2 % (from the p98 up) is drawn with more than a couple of points.
+    assert sum(x > budget_x for x in xs) >= 10
+
+
 def test_the_page_draws_only_the_charts_it_has_data_for() -> None:
     page = render_html(CHARTED[2:3], META)
     assert page.count("<svg") == 1

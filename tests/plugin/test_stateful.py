@@ -1,8 +1,8 @@
 """The invalidation state machine: strategies, configuration, verdicts, budget, replay.
 
-The stores here are written for the test: :class:`MiniStore` is small but
-correct (TTL cache, fills guarded against racing invalidations and against
-overwriting a newer fill, flush and no caching while the link is down,
+The stores here are the tests' toy store (:mod:`tests.stores`): :class:`ToyStore`
+is small but correct (TTL cache, fills guarded against racing invalidations and
+against overwriting a newer fill, flush and no caching while the link is down,
 resubscription), and each broken variant flips one switch. The machine must
 pass the correct store and catch every broken one, with the failing steps in
 its message. The reference store is searched briefly here; the seed's own code
@@ -12,33 +12,31 @@ is in ``test_stateful_seed.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
-from collections import defaultdict
 from typing import Any
 
 import hypothesis
 import pytest
-import redis.exceptions
 from hypothesis import Phase, given
 from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
+from pytest_quantum_p1._messages import (
+    MACHINE_CACHED_ACROSS_LINK_LOSS,
+    MACHINE_NOT_MONOTONIC,
+    MACHINE_PAST_TTL,
+    MACHINE_STALE_READ,
+)
 from pytest_quantum_p1._redis.server import RedisServer
 from pytest_quantum_p1._stateful import (
-    CACHED_ACROSS_LINK_LOSS,
-    NOT_MONOTONIC,
-    PAST_TTL,
     RULES,
-    STALE_READ,
     VERSION_KEY,
     InvalidationError,
     InvalidationMachine,
     NoStaleReadsResult,
     Operation,
-    _search,
     check_no_stale_reads,
     machine_for,
     machine_settings,
@@ -46,13 +44,21 @@ from pytest_quantum_p1._stateful import (
     policies,
     policy_names,
     replay,
+    seeded_search,
 )
 from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
 from reference_impl.p1_target import TARGET
 from tests.conftest import RedisBackend
+from tests.stores import (
+    TTL,
+    CachesForever,
+    KeepsCacheOnLinkLoss,
+    NeverPublishes,
+    OverwritesNewerFill,
+    RacyFill,
+    ToyStore,
+)
 
-CHANNEL = "policy:invalidate"
-TTL = 10.0
 #: Only Redis's own client and the store's loop decide timing; nothing else may wait.
 REFERENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
@@ -62,144 +68,7 @@ def head(template: str) -> str:
     return template.split("{", 1)[0]
 
 
-# -- stores written for the test ----------------------------------------------------
-
-
-class MiniStore:
-    """A correct store the size of a test; each broken variant flips one switch."""
-
-    publishes = True
-    honours_ttl = True
-    guards_fills = True
-    fills_in_order = True
-    flushes_on_link_loss = True
-
-    def __init__(self, redis: Any, clock: Clock, *, ttl: float = TTL) -> None:
-        self.redis = redis
-        self.clock = clock
-        self.ttl = ttl
-        self.cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.generation: defaultdict[str, int] = defaultdict(int)
-        self.epoch = 0
-        self.link_up = False
-        self.pubsub: Any = None
-        self.listener: asyncio.Task[None] | None = None
-
-    async def initialize(self) -> None:
-        self.pubsub = await self._subscribe()
-        self.link_up = True
-        self.listener = asyncio.create_task(self._listen())
-
-    async def _subscribe(self) -> Any:
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(CHANNEL)
-        while True:
-            message = await pubsub.get_message(timeout=5)
-            assert message is not None, "Redis did not confirm the subscription"
-            if message["type"] == "subscribe":
-                return pubsub
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self.pubsub.get_message(timeout=None)
-            except redis.exceptions.ConnectionError:
-                await self._relink()
-                continue
-            if message is None or message["type"] != "message":
-                continue
-            try:
-                self._drop(message["data"].decode())
-            except UnicodeDecodeError:
-                self._flush()  # not a name: assume the worst
-
-    async def _relink(self) -> None:
-        self.link_up = False
-        if self.flushes_on_link_loss:
-            self._flush()
-        while True:
-            with contextlib.suppress(redis.exceptions.RedisError):
-                await self.pubsub.aclose()
-            try:
-                self.pubsub = await self._subscribe()
-                break
-            except redis.exceptions.ConnectionError:
-                continue  # lost again while resubscribing
-        if self.flushes_on_link_loss:
-            self._flush()  # whatever was published meanwhile is lost
-        self.link_up = True
-
-    def _drop(self, name: str) -> None:
-        self.cache.pop(name, None)
-        self.generation[name] += 1
-
-    def _flush(self) -> None:
-        self.cache.clear()
-        self.epoch += 1
-
-    async def get_policy(self, name: str) -> dict[str, Any]:
-        entry = self.cache.get(name)
-        if entry is not None and (not self.honours_ttl or entry[0] > self.clock()):
-            return entry[1]
-        generation, epoch = self.generation[name], self.epoch
-        expires = self.clock() + self.ttl
-        policy: dict[str, Any] = json.loads(await self.redis.get(f"policy:{name}"))
-        untouched = self.link_up and generation == self.generation[name] and epoch == self.epoch
-        if untouched or not self.guards_fills:
-            self.cache[name] = (expires, policy)
-            if self.fills_in_order:
-                # A miss that started earlier may still be in flight with an
-                # older value: it must not overwrite this one.
-                self.generation[name] += 1
-        return policy
-
-    async def update_policy(self, name: str, policy: Any) -> None:
-        await self.redis.set(f"policy:{name}", json.dumps(dict(policy)))
-        self._drop(name)
-        if self.publishes:
-            await self.redis.publish(CHANNEL, name)
-
-    async def close(self) -> None:
-        if self.listener is not None:
-            self.listener.cancel()
-            # A broken variant's listener may have died; the machine reported that.
-            with contextlib.suppress(asyncio.CancelledError, redis.exceptions.RedisError):
-                await self.listener
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-
-
-class NeverPublishes(MiniStore):
-    """Updates never invalidate the other instances."""
-
-    publishes = False
-
-
-class CachesForever(MiniStore):
-    """Ignores its TTL."""
-
-    honours_ttl = False
-
-
-class RacyFill(MiniStore):
-    """Caches a read that raced an invalidation."""
-
-    guards_fills = False
-
-
-class OverwritesNewerFill(MiniStore):
-    """A slow miss overwrites what a later miss cached."""
-
-    fills_in_order = False
-
-
-class KeepsCacheOnLinkLoss(MiniStore):
-    """Resubscribes after a lost link but keeps what it cached."""
-
-    flushes_on_link_loss = False
-
-
-def factory_of(cls: type[MiniStore]) -> StoreFactory:
+def factory_of(cls: type[ToyStore]) -> StoreFactory:
     def make(redis: Any, clock: Clock) -> PolicyStore:
         return cls(redis, clock)
 
@@ -233,7 +102,7 @@ def search(
     shrink: bool = False,
 ) -> None:
     """Run the machine with a fixed seed (repeatable, no database)."""
-    _search(machine, examples=examples, steps=steps, seed=seed, shrink=shrink)
+    seeded_search(machine, examples=examples, steps=steps, seed=seed, shrink=shrink)
 
 
 def failure_text(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
@@ -265,7 +134,7 @@ def test_policies_are_json_objects_without_the_version_key(policy: dict[str, Any
 @hypothesis.settings(max_examples=15, deadline=None)
 @given(operations(instances=2, names=("a", "b"), max_size=8))
 def test_operation_sequences_replay_on_a_correct_store(steps: list[Operation]) -> None:
-    machine = machine_for(factory_of(MiniStore), instances=2)
+    machine = machine_for(factory_of(ToyStore), instances=2)
     state = replay(machine, steps, names=("a", "b"))
     assert state.trace[1:] == [str(step) for step in steps]
 
@@ -274,7 +143,7 @@ def test_an_operation_prints_as_the_step_hypothesis_prints() -> None:
     step = Operation("read", {"name": "a", "instance": 1})
     assert str(step) == "state.read(instance=1, name='a')"
     with pytest.raises(ValueError, match="unknown rule 'reed'"):
-        replay(machine_for(factory_of(MiniStore)), [Operation("reed")])
+        replay(machine_for(factory_of(ToyStore)), [Operation("reed")])
 
 
 # -- configuration ----------------------------------------------------------------------
@@ -290,7 +159,7 @@ def test_machine_for_a_target_takes_its_ttl_and_channel() -> None:
 
 def test_unknown_disabled_rules_are_named() -> None:
     with pytest.raises(ValueError, match=r"unknown rule\(s\) \['teleport'\]; the rules are read"):
-        machine_for(factory_of(MiniStore), disabled_rules=["teleport"])
+        machine_for(factory_of(ToyStore), disabled_rules=["teleport"])
 
 
 def test_a_machine_without_a_store_factory_says_so() -> None:
@@ -301,23 +170,23 @@ def test_a_machine_without_a_store_factory_says_so() -> None:
         Bare()
 
 
-class MiniStoreMachine(InvalidationMachine):
+class ToyStoreMachine(InvalidationMachine):
     """What a team writes: a subclass naming its factory."""
 
-    store_factory = staticmethod(factory_of(MiniStore))
+    store_factory = staticmethod(factory_of(ToyStore))
     instances = 2
 
 
 #: Collected by pytest as a unittest TestCase, as a team would use it.
-TestMiniStoreMachine = MiniStoreMachine.TestCase
-TestMiniStoreMachine.settings = settings_for(examples=8, steps=15)
+TestToyStoreMachine = ToyStoreMachine.TestCase
+TestToyStoreMachine.settings = settings_for(examples=8, steps=15)
 
 
 # -- correct stores pass ------------------------------------------------------------------
 
 
 def test_a_correct_store_passes(redis_backend: RedisBackend) -> None:
-    machine = machine_for(factory_of(MiniStore), make_client=redis_backend.client)
+    machine = machine_for(factory_of(ToyStore), make_client=redis_backend.client)
     search(machine, examples=25)
     assert machine.stats.examples >= 25
     assert machine.stats.failures == 0
@@ -362,27 +231,27 @@ def test_the_reference_store_keeps_reads_monotonic() -> None:
 
 
 def test_the_same_race_is_caught_in_a_store_that_fills_out_of_order() -> None:
-    with pytest.raises(InvalidationError, match=head(NOT_MONOTONIC)):
+    with pytest.raises(InvalidationError, match=head(MACHINE_NOT_MONOTONIC)):
         replay(machine_for(factory_of(OverwritesNewerFill)), FILL_ORDER_RACE, names=("a",))
 
 
 def test_the_same_sequence_passes_a_store_that_fills_in_order() -> None:
-    replay(machine_for(factory_of(MiniStore)), FILL_ORDER_RACE, names=("a",))
+    replay(machine_for(factory_of(ToyStore)), FILL_ORDER_RACE, names=("a",))
 
 
 # -- broken stores are caught --------------------------------------------------------------
 
 BROKEN = [
-    pytest.param(NeverPublishes, {"stale": STALE_READ}, (), id="never-invalidates"),
+    pytest.param(NeverPublishes, {"stale": MACHINE_STALE_READ}, (), id="never-invalidates"),
     pytest.param(
         KeepsCacheOnLinkLoss,
-        {"link-loss": CACHED_ACROSS_LINK_LOSS},
+        {"link-loss": MACHINE_CACHED_ACROSS_LINK_LOSS},
         ("slow_fetch", "inject_garbage", "advance_clock"),
         id="no-flush-on-disconnect",
     ),
     pytest.param(
         CachesForever,
-        {"ttl": PAST_TTL},
+        {"ttl": MACHINE_PAST_TTL},
         # Deliveries would heal what only the TTL should: leave invalidations pending.
         (
             "slow_fetch",
@@ -400,13 +269,13 @@ BROKEN = [
         RacyFill,
         # The old value it caches is stale, and older than what a read
         # during the race returned: either verdict names the bug.
-        {"stale": STALE_READ, "monotonic": NOT_MONOTONIC},
+        {"stale": MACHINE_STALE_READ, "monotonic": MACHINE_NOT_MONOTONIC},
         RACE_ONLY,
         id="racy-fill",
     ),
     pytest.param(
         OverwritesNewerFill,
-        {"monotonic": NOT_MONOTONIC},
+        {"monotonic": MACHINE_NOT_MONOTONIC},
         # Races, and time to expire what they cached so that races recur; a
         # delivered invalidation or another read only dilutes the search.
         tuple(rule for rule in RULES if rule not in {"slow_fetch", "advance_clock"}),
@@ -417,7 +286,7 @@ BROKEN = [
 
 @pytest.mark.parametrize(("store", "verdicts", "disabled"), BROKEN)
 def test_a_broken_store_is_caught_with_its_steps(
-    store: type[MiniStore], verdicts: dict[str, str], disabled: tuple[str, ...]
+    store: type[ToyStore], verdicts: dict[str, str], disabled: tuple[str, ...]
 ) -> None:
     machine = machine_for(factory_of(store), disabled_rules=disabled)
     with pytest.raises(InvalidationError) as excinfo:
@@ -464,7 +333,7 @@ def test_a_broken_store_is_caught_on_a_real_server(redis_server: RedisServer) ->
 
 def test_check_no_stale_reads_stays_within_its_budget() -> None:
     started = time.perf_counter()
-    result = check_no_stale_reads(factory_of(MiniStore), TTL, time_budget_s=1.0, step_count=15)
+    result = check_no_stale_reads(factory_of(ToyStore), TTL, time_budget_s=1.0, step_count=15)
     took = time.perf_counter() - started
     assert result.failures is None
     assert result.examples >= 5
@@ -479,7 +348,9 @@ def test_check_no_stale_reads_reports_the_failure() -> None:
         factory_of(NeverPublishes), TTL, time_budget_s=30.0, step_count=15, shrink=False
     )
     assert result.failures is not None
-    assert result.failures.startswith("pytest_quantum_p1._stateful.InvalidationError: stale read")
+    assert result.failures.startswith(
+        "pytest_quantum_p1._stateful.machine.InvalidationError: stale read"
+    )
     assert "Falsifying example:" in result.failures
     assert result.found_after is not None
     assert result.examples >= result.found_after
@@ -550,13 +421,13 @@ def no_sleeping(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def test_nothing_sleeps(no_sleeping: list[float]) -> None:
     search(machine_for(TARGET), examples=10, steps=20)
-    search(machine_for(factory_of(MiniStore)), examples=10, steps=20)
+    search(machine_for(factory_of(ToyStore)), examples=10, steps=20)
     assert no_sleeping == []
 
 
 def test_stats_accumulate_per_machine_class() -> None:
-    first = machine_for(factory_of(MiniStore))
-    second = machine_for(factory_of(MiniStore))
+    first = machine_for(factory_of(ToyStore))
+    second = machine_for(factory_of(ToyStore))
     search(first, examples=3, steps=5)
     assert first.stats.examples >= 3
     assert second.stats.examples == 0

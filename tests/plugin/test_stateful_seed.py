@@ -13,18 +13,20 @@ from collections.abc import Sequence
 
 import pytest
 
+from pytest_quantum_p1._messages import (
+    MACHINE_CACHED_ACROSS_LINK_LOSS,
+    MACHINE_NOT_MONOTONIC,
+    MACHINE_PAST_TTL,
+    MACHINE_STALE_READ,
+)
 from pytest_quantum_p1._redis.server import RedisServer
 from pytest_quantum_p1._stateful import (
-    CACHED_ACROSS_LINK_LOSS,
-    NOT_MONOTONIC,
-    PAST_TTL,
-    STALE_READ,
     InvalidationError,
     InvalidationMachine,
     Operation,
-    _search,
     machine_for,
     replay,
+    seeded_search,
 )
 from reference_impl.p1_target import TARGET
 from tests.plugin.test_stateful import RACE_ONLY, failure_text
@@ -88,7 +90,7 @@ def hunt(
     tests shrink; without it the message lists every step of the failing example.
     """
     with pytest.raises(InvalidationError) as excinfo:
-        _search(machine, examples=examples, steps=steps, seed=0, shrink=shrink)
+        seeded_search(machine, examples=examples, steps=steps, seed=0, shrink=shrink)
     return failure_text(excinfo)
 
 
@@ -108,14 +110,14 @@ def _quiet_stores(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_the_search_finds_the_stale_fill_race() -> None:
     text = hunt(seed_machine(RACE_ONLY, instances=2), shrink=False)
-    assert text.startswith((STALE_READ.split("{")[0], NOT_MONOTONIC.split("{")[0]))
+    assert text.startswith((MACHINE_STALE_READ.split("{")[0], MACHINE_NOT_MONOTONIC.split("{")[0]))
     assert any(step.startswith("state.slow_fetch(") for step in our_steps(text))
     assert "Falsifying example:" in text
 
 
 def test_the_search_finds_the_dead_listener() -> None:
     text = hunt(seed_machine(LISTENER_ONLY, instances=2), examples=300, shrink=False)
-    assert text.startswith(STALE_READ.split("{")[0])
+    assert text.startswith(MACHINE_STALE_READ.split("{")[0])
     assert "died: UnicodeDecodeError" in text
     assert any(step.startswith("state.inject_garbage(") for step in our_steps(text))
 
@@ -157,15 +159,15 @@ def test_the_search_finds_the_race_on_a_real_server(redis_server: RedisServer) -
 # -- the minimal sequences, replayed -------------------------------------------------------
 
 SEQUENCES = [
-    pytest.param(RACE, "stale", STALE_READ, "", id="stale-fill-race"),
+    pytest.param(RACE, "stale", MACHINE_STALE_READ, "", id="stale-fill-race"),
     pytest.param(
-        DEAD_LISTENER, "stale", STALE_READ, "died: UnicodeDecodeError", id="dead-listener"
+        DEAD_LISTENER, "stale", MACHINE_STALE_READ, "died: UnicodeDecodeError", id="dead-listener"
     ),
-    pytest.param(WALL_CLOCK_TTL, "ttl", PAST_TTL, "", id="wall-clock-ttl"),
+    pytest.param(WALL_CLOCK_TTL, "ttl", MACHINE_PAST_TTL, "", id="wall-clock-ttl"),
     pytest.param(
         KEPT_ACROSS_DISCONNECT,
         "link-loss",
-        CACHED_ACROSS_LINK_LOSS,
+        MACHINE_CACHED_ACROSS_LINK_LOSS,
         "died: ConnectionError",
         id="cache-kept-across-disconnect",
     ),

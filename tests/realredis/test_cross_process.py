@@ -34,7 +34,8 @@ from pytest_quantum_p1._redis.source import RedisSource
 from pytest_quantum_p1._target import TargetError
 from reference_impl.errors import InvalidPolicyNameError, PolicyNotFoundError
 from reference_impl.p1_target import TARGET
-from tests.realredis import KEY_PREFIX, REFERENCE, REFERENCE_TTL, encode
+from tests.realredis import REFERENCE, REFERENCE_TTL
+from tests.stores import KEY_PREFIX, encode
 
 pytestmark = pytest.mark.real_redis
 
@@ -103,7 +104,7 @@ def test_instances_are_processes_of_their_own_and_converge(open_cluster: OpenClu
 def test_a_store_that_never_invalidates_fails_the_verdict_across_processes(
     open_cluster: OpenCluster,
 ) -> None:
-    cluster = open_cluster("tests.realredis:SwallowingStore")
+    cluster = open_cluster("tests.stores:SwallowsMessages")
     cluster.update(0, "risk", V1)
     assert [dict(v) for v in cluster.read_all("risk")] == [V1, V1, V1]
     cluster.update(0, "risk", V2)
@@ -117,7 +118,7 @@ def test_a_store_that_never_invalidates_fails_the_verdict_across_processes(
 
 
 def test_the_correct_twin_of_that_store_converges(open_cluster: OpenCluster) -> None:
-    cluster = open_cluster("tests.realredis:CorrectStore")
+    cluster = open_cluster("tests.stores:ToyStore")
     cluster.update(0, "risk", V1)
     cluster.read_all("risk")
     cluster.update(0, "risk", V2)
@@ -125,7 +126,7 @@ def test_the_correct_twin_of_that_store_converges(open_cluster: OpenCluster) -> 
 
 
 def test_settle_names_the_child_whose_listener_stopped(open_cluster: OpenCluster) -> None:
-    cluster = open_cluster("tests.realredis:DeafStore", instances=2)
+    cluster = open_cluster("tests.stores:StopsReading", instances=2)
     cluster.update(0, "risk", V1)  # each listener takes this one and never returns
     with pytest.raises(ClusterTimeout) as caught:
         cluster.settle(timeout=0.5)
@@ -227,7 +228,7 @@ def test_fakeredis_is_refused_for_processes() -> None:
 def test_factory_specs_resolve_to_the_store_factory() -> None:
     assert resolve_store_factory(REFERENCE) is TARGET.store_factory
     assert factory_spec(TARGET.store_factory) == "reference_impl.p1_target:_store_factory"
-    assert resolve_store_factory("tests.realredis:CorrectStore").__name__ == "CorrectStore"
+    assert resolve_store_factory("tests.stores:DiesWithItsLink").__name__ == "DiesWithItsLink"
     with pytest.raises(TargetError, match="import string"):
         resolve_store_factory("no-colon")
     with pytest.raises(TargetError) as caught:

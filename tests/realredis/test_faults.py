@@ -32,14 +32,9 @@ from pytest_quantum_p1._harness import PolicyCluster
 from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
 from reference_impl.errors import PolicyNotFoundError, StoreUnavailableError
-from tests.plugin.test_cluster import cache_everywhere
-from tests.realredis import (
-    CHANNEL,
-    KEY_PREFIX,
-    RECOVERY_BOUND_S,
-    REFERENCE,
-    encode,
-)
+from tests.clusters import cache_everywhere
+from tests.realredis import RECOVERY_BOUND_S, REFERENCE
+from tests.stores import CHANNEL, KEY_PREFIX, encode
 
 pytestmark = pytest.mark.real_redis
 
@@ -127,7 +122,7 @@ def test_killed_pubsub_connections_flush_and_resubscribe_within_1s(
 
 def test_a_store_that_never_resubscribes_is_caught(server: RedisServer) -> None:
     with PolicyCluster.open(
-        "tests.realredis:CorrectStore",
+        "tests.stores:DiesWithItsLink",
         server.url,
         instances=2,
         clock=VirtualClock(),

@@ -33,7 +33,8 @@ import redis
 
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._harness import PolicyCluster
-from tests.realredis import KEY_PREFIX, REFERENCE, encode
+from tests.realredis import REFERENCE
+from tests.stores import KEY_PREFIX, encode
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.slow]
 

@@ -1,0 +1,924 @@
+"""The Hypothesis state machine that searches a policy store for stale reads.
+
+Example tests show that one update reaches every instance; they cannot show
+that no interleaving of reads, updates, lost or late invalidations, dropped
+links, expiring entries and slow fetches ever serves a stale value. The
+:class:`InvalidationMachine` searches for such an interleaving. Each example
+builds ``instances`` stores from a :data:`~pytest_quantum_p1.StoreFactory` on
+one Redis (fakeredis by default), on one event loop the machine owns, with one
+:class:`~pytest_quantum_p1._clock.VirtualClock`, and then runs rules:
+
+- ``read`` / ``update`` on any instance, ``read_all`` (every policy on every
+  instance, delivering nothing first);
+- ``deliver`` / ``drop`` / ``duplicate`` the oldest invalidation an instance
+  has pending, or ``deliver_all``. Every invalidation is *held* on its way to
+  each instance until one of these rules decides its fate, so "late" is simply
+  a message no rule has delivered yet;
+- ``disconnect`` an instance's pub/sub link, and ``reconnect`` it: the store's
+  attempt to resubscribe is held until then;
+- ``advance_clock`` past (parts of) the TTL;
+- ``slow_fetch``: a miss whose storage read is held while an update happens and
+  its invalidation is delivered (or lost), then completes, and a read follows;
+- ``inject_garbage`` on an instance's channel;
+- ``converge``: deliver everything, then read every policy everywhere.
+
+and checks, on every read (against :class:`~pytest_quantum_p1._stateful.model.Model`):
+
+1. **no stale read** — a value older than the latest write is served only while
+   every newer write's invalidation is still pending or was dropped on the way
+   to that instance (never once one was delivered, never when the store did
+   not publish one, never because a link loss swallowed it: a store must not
+   serve what it cached while it could not hear invalidations);
+2. **monotonic reads** — an instance never returns an older value than one it
+   returned before the read started;
+3. **staleness within the TTL** — even then, no more than ``ttl`` (plus the
+   longest in-flight fetch) after the newer write, on the virtual clock; the
+   largest write-to-stale-read age is measured (:class:`MachineStats`);
+4. **nothing survives a link loss** — after ``disconnect`` and after
+   ``reconnect``, the first read of each policy on that instance is a storage
+   read counted by the harness.
+
+Every value written is ``{"v": n, ...}`` with a global counter ``n``, so
+"older" is well defined. Nothing sleeps: after each step the machine waits,
+driven by events, until every invalidation published has reached every
+instance's queue and every store is idle again, so the state after a step
+depends only on the steps, and failures shrink and replay (from Hypothesis's
+database or a seed).
+
+Use it by subclassing (``store_factory = ...``, then ``TestX = MyMachine.TestCase``)
+or with :func:`machine_for`; the acceptance run calls
+:func:`~pytest_quantum_p1._stateful.search.check_no_stale_reads`.
+
+What is assumed of a store is what :class:`~pytest_quantum_p1.PolicyCluster`
+assumes: it subscribes with ``client.pubsub()`` on the client it is given (and
+again after a lost link), consumes it from a listener that waits in
+``get_message``/``listen``/``run``, handles one message fully before asking for
+the next, and reads storage through that client outside pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
+
+import hypothesis
+from hypothesis import HealthCheck, Phase
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    multiple,
+    precondition,
+    rule,
+)
+
+from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._clock import VirtualClock
+from pytest_quantum_p1._redis.source import RedisSource
+from pytest_quantum_p1._stateful.instruments import FetchHold, MachineRedis
+from pytest_quantum_p1._stateful.model import (
+    ErrorKind,
+    Held,
+    Instance,
+    Model,
+    ReadStart,
+    Violation,
+    Write,
+)
+from pytest_quantum_p1._stateful.steps import RULES, Operation
+from pytest_quantum_p1._stateful.strategies import (
+    DEFAULT_TTL,
+    clock_seconds,
+    garbage,
+    in_flight_seconds,
+    policies,
+    policy_names,
+)
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, P1Target, StoreFactory
+
+if TYPE_CHECKING:
+    from hypothesis.stateful import MultipleResults
+    from hypothesis.strategies import SearchStrategy
+    from redis.asyncio import Redis
+
+__all__ = [
+    "InvalidationError",
+    "InvalidationMachine",
+    "MachineStats",
+    "machine_for",
+    "machine_settings",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds (real time) a whole step may take; waits inside have their own deadlines.
+_STEP_TIMEOUT = 30.0
+
+
+class InvalidationError(AssertionError):
+    """A store broke a property the machine checks; ``kind`` says which.
+
+    ``stale``, ``monotonic``, ``ttl``, ``link-loss``, ``impossible`` (a value
+    nobody wrote) or ``unsettled`` (the store did not come back to its
+    subscription: a stuck listener). The message ends with the steps of the
+    example, which after shrinking is the minimal failing sequence.
+    """
+
+    def __init__(self, message: str, *, kind: ErrorKind) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class MachineStats:
+    """Figures over every example a machine class ran (shrinking included)."""
+
+    examples: int = 0
+    steps: int = 0
+    reads: int = 0
+    #: Reads that returned an older value, legitimately (pending/dropped invalidation).
+    stale_reads: int = 0
+    #: The largest write -> stale read age (virtual seconds) among those.
+    max_stale_age_s: float = 0.0
+    #: Examples run until (and including) the first failing one.
+    first_failure_at: int | None = None
+    failures: int = 0
+
+    def reset(self) -> None:
+        """Zero every figure."""
+        for figure in fields(self):
+            setattr(self, figure.name, figure.default)
+
+
+# -- strategies that ask the running machine ---------------------------------------------
+
+
+def _instances() -> SearchStrategy[int]:
+    return st.runner().flatmap(lambda m: st.integers(0, m.instance_count - 1))
+
+
+def _where(select: str) -> SearchStrategy[int]:
+    # Drawn among the instances where the rule can act, so no step is a no-op.
+    return st.runner().flatmap(lambda m: st.sampled_from(m._instances_where(select)))
+
+
+def _clock_steps() -> SearchStrategy[float]:
+    return st.runner().flatmap(lambda m: clock_seconds(m.ttl_s))
+
+
+def _in_flight() -> SearchStrategy[float]:
+    return st.runner().flatmap(lambda m: in_flight_seconds(m.ttl_s))
+
+
+def _disabled(rule_method: Callable[..., None]) -> Callable[..., None]:
+    """The rule as a plain method: callable (by ``replay``), but not a rule.
+
+    Removing a rule beats a precondition that is always false: Hypothesis would
+    still pick it and reject it, and with several rules left out whole examples
+    get abandoned.
+    """
+
+    def plain(self: InvalidationMachine, **args: Any) -> None:
+        rule_method(self, **args)
+
+    plain.__name__ = rule_method.__name__
+    plain.__doc__ = rule_method.__doc__
+    plain._p1_disabled = True  # type: ignore[attr-defined]
+    return plain
+
+
+class InvalidationMachine(RuleBasedStateMachine):
+    """Searches ``store_factory``'s stores for stale reads; see the module docstring.
+
+    Configure by subclassing::
+
+        class MyStoreMachine(InvalidationMachine):
+            store_factory = staticmethod(make_store)  # (redis client, clock) -> store
+            ttl = 10.0
+
+        TestMyStore = MyStoreMachine.TestCase
+        TestMyStore.settings = machine_settings(max_examples=50)
+
+    or with :func:`machine_for`. Keep :func:`machine_settings` as the base of
+    any settings you give (plain ``settings(...)`` brings back a 200 ms deadline
+    and slow shrinking). The machine drives its own event loop, so run it from
+    synchronous code (not from inside a running loop). Class attributes:
+
+    - ``store_factory`` (required), ``ttl`` (the stores' TTL in clock seconds),
+      ``instances`` (>= 1, default 3), ``channel`` (the invalidation channel);
+    - ``make_client``: a zero-argument callable returning a new
+      ``redis.asyncio`` client, called on the machine's loop; or ``redis_url``;
+      default: a fresh fakeredis server per example;
+    - ``disabled_rules``: rule names (``RULES``) to leave out, to focus a search;
+    - ``settle_timeout``: real seconds a store may take to become idle again after one step.
+
+    ``stats`` (:class:`MachineStats`) accumulates figures over every example of the class.
+    """
+
+    # Not ClassVars: so that type checkers accept ``staticmethod(f)`` here (a
+    # ClassVar callable is typed as a method) and reject a bare function,
+    # which would be bound to the machine.
+    store_factory: StoreFactory | None = None
+    ttl: ClassVar[float] = DEFAULT_TTL
+    instances: ClassVar[int] = 3
+    channel: ClassVar[str] = DEFAULT_CHANNEL
+    make_client: Callable[[], Redis] | None = None
+    redis_url: ClassVar[str | None] = None
+    disabled_rules: ClassVar[frozenset[str]] = frozenset()
+    # Public name kept; what it bounds is each wait for idle stores.
+    settle_timeout: ClassVar[float] = 5.0
+    stats: ClassVar[MachineStats] = MachineStats()
+
+    names = Bundle("names")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.stats = MachineStats()
+        cls.TestCase.settings = machine_settings()
+        unknown = set(cls.disabled_rules) - set(RULES)
+        if unknown:
+            raise ValueError(
+                _messages.MACHINE_UNKNOWN_DISABLED_RULES.format(
+                    machine=cls.__name__, unknown=sorted(unknown), rules=", ".join(RULES)
+                )
+            )
+        for name in RULES:
+            if name in cls.disabled_rules:
+                setattr(cls, name, _disabled(getattr(InvalidationMachine, name)))
+            elif getattr(getattr(cls, name), "_p1_disabled", False):
+                setattr(cls, name, InvalidationMachine.__dict__[name])  # re-enabled below
+
+    def __init__(self) -> None:
+        super().__init__()
+        cls = type(self)
+        factory = cls.store_factory
+        if factory is None:
+            raise TypeError(_messages.MACHINE_NO_STORE_FACTORY.format(machine=cls.__name__))
+        if cls.instances < 1:
+            raise ValueError(
+                _messages.MACHINE_AT_LEAST_ONE.format(
+                    name=f"{cls.__name__}.instances", value=cls.instances
+                )
+            )
+        if not (cls.ttl >= 0 and math.isfinite(cls.ttl)):
+            raise ValueError(_messages.MACHINE_BAD_TTL.format(machine=cls.__name__, ttl=cls.ttl))
+        self.ttl_s = float(cls.ttl)
+        self.instance_count = cls.instances
+        self.trace: list[str] = []
+        self.clock = VirtualClock()
+        self._stats = cls.stats
+        self._stats.examples += 1
+        self._marker_prefix = f"p1-quiesce-{secrets.token_hex(3)}-"
+        self._markers = 0
+        self._model = Model(self.ttl_s)
+        self._insts: list[Instance] = []
+        self._control: Any = None
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._loop.set_task_factory(self._new_task)
+        self._loop.set_exception_handler(self._loop_error)
+        try:
+            self._run(self._open(factory))
+        except BaseException:
+            self._close()
+            raise
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _new_task(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
+        # Every task is kept, so teardown can cancel the live ones and collect
+        # the exceptions of dead ones (an unsupervised listener's, typically).
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        self._tasks.append(task)
+        return task
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        logger.debug("event loop error in %s: %s", type(self).__name__, context.get("message"))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(self._bounded(coro))
+
+    async def _bounded(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            async with asyncio.timeout(_STEP_TIMEOUT):
+                return await coro
+        except TimeoutError as exc:
+            step = self.trace[-1] if self.trace else "setup"
+            raise TimeoutError(
+                _messages.LOOP_CALL_TIMED_OUT.format(fn=step, timeout=_STEP_TIMEOUT)
+            ) from exc
+
+    def _make_client(self) -> Callable[[], Redis]:
+        """How this example's clients are made: ``make_client``, else from a :class:`RedisSource`."""
+        cls = type(self)
+        if cls.make_client is not None:
+            return cls.make_client
+        # A fake source is a fresh server: each example starts from an empty Redis.
+        url = cls.redis_url
+        source = RedisSource.fake() if url is None else RedisSource.external(url)
+        return source.client
+
+    async def _open(self, factory: StoreFactory) -> None:
+        make_client = self._make_client()
+        self._control = make_client()
+        for index in range(self.instance_count):
+            observed = MachineRedis(make_client(), label=f"instance {index}")
+            try:
+                # The proxy forwards the client interface the store uses.
+                store = factory(cast("Redis", observed), self.clock)
+            except BaseException:
+                await observed.aclose()  # not yet an instance: teardown would miss it
+                raise
+            self._insts.append(Instance(index, observed, store))
+        for inst in self._insts:
+            await inst.store.initialize()
+        await self._quiesce("initialize()")
+
+    def teardown(self) -> None:
+        """Close the stores, the clients and the loop (never raises: a failure may be in flight)."""
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = self._loop
+        try:
+            loop.run_until_complete(self._shutdown())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except Exception:
+            logger.exception("closing %s failed", type(self).__name__)
+        finally:
+            for task in self._tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: no "never retrieved" noise at GC
+            self._tasks.clear()
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        for inst in self._insts:
+            inst.observed.allow_link()  # a held resubscription may proceed and end
+            try:
+                async with asyncio.timeout(type(self).settle_timeout):
+                    await inst.store.close()
+            except Exception as exc:  # a broken store's close; the verdict is elsewhere
+                logger.warning("instance %d: store.close() failed: %r", inst.index, exc)
+        me = asyncio.current_task()
+        for inst in self._insts:
+            with contextlib.suppress(Exception):
+                await inst.observed.close_pubsubs()
+            with contextlib.suppress(Exception):
+                await inst.observed.aclose()
+        if self._control is not None:
+            with contextlib.suppress(Exception):
+                await self._control.aclose()
+        leftovers = [t for t in asyncio.all_tasks() if t is not me]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    # -- quiescence -----------------------------------------------------------------
+
+    async def _quiesce(self, step: str, write: Write | None = None) -> None:
+        """Return once every published message is queued and every store is idle."""
+        timeout = type(self).settle_timeout
+        if write is not None:
+            self._markers += 1
+            marker = f"{self._marker_prefix}{self._markers}"
+            await self._control.publish(type(self).channel, marker)
+            # One at a time: once held, a marker stays held, so no wait undoes another.
+            for inst in self._insts:
+                await self._wait_marker(inst, marker, step, timeout)
+        await self._wait_all_idle(step, timeout)
+        self._absorb(write)
+        self._collect_deaths()
+
+    async def _wait_marker(self, inst: Instance, marker: str, step: str, timeout: float) -> None:
+        # Redis delivers in order to each subscriber: once the marker is held,
+        # everything published before it is held too.
+        ps = inst.observed.machine_pubsub
+        if ps is None or not ps.live or not ps.listens_to(type(self).channel):
+            return
+        try:
+            await inst.observed.signal.wait_until(
+                lambda: True if marker in ps.held_texts() or not ps.live else None, timeout
+            )
+        except TimeoutError:
+            self._note_failure()
+            raise InvalidationError(
+                _messages.MACHINE_NOT_IDLE.format(
+                    instance=inst.index,
+                    timeout=timeout,
+                    step=step,
+                    whereabouts=_messages.MACHINE_WHERE_NEVER_REACHED,
+                )
+                + self._trailer(),
+                kind="unsettled",
+            ) from None
+
+    async def _wait_all_idle(self, step: str, timeout: float) -> None:
+        # Usually every store is idle already: then nothing is awaited at all.
+        deadline = time.monotonic() + timeout
+        while late := [inst for inst in self._insts if not inst.observed.idle()]:
+            try:
+                for inst in late:
+                    await inst.observed.wait_idle(max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                break
+        else:
+            return
+        self._collect_deaths()
+        lines = []
+        for inst in self._insts:
+            if inst.observed.idle():
+                continue
+            ps = inst.observed.machine_pubsub
+            where = ps.whereabouts() if ps is not None else _messages.MACHINE_WHERE_NO_SUBSCRIPTION
+            lines.append(
+                _messages.MACHINE_NOT_IDLE.format(
+                    instance=inst.index, timeout=timeout, step=step, whereabouts=where
+                )
+            )
+        self._note_failure()
+        raise InvalidationError("\n".join(lines) + self._trailer(), kind="unsettled")
+
+    def _absorb(self, write: Write | None) -> None:
+        """Mirror newly held messages, tagging them with the write that sent them."""
+        for inst in self._insts:
+            ps = inst.observed.machine_pubsub
+            if ps is not inst.pubsub:
+                inst.lose_queue()  # the store replaced its subscription on its own
+                inst.pubsub = ps
+            if ps is None:
+                continue
+            real = ps.real_held(self._marker_prefix)
+            if real < len(inst.queue):
+                raise RuntimeError(
+                    _messages.MACHINE_MIRROR_BUG.format(
+                        instance=inst.index, held=real, expected=len(inst.queue)
+                    )
+                )
+            for _ in range(real - len(inst.queue)):
+                inst.queue.append(Held(write))
+                if write is not None:
+                    write.fate(inst.index).pending += 1
+
+    def _collect_deaths(self) -> None:
+        for inst in self._insts:
+            for ps in inst.observed.machine_pubsubs:
+                consumer = ps.consumer
+                if consumer is None or not consumer.done() or id(consumer) in inst.reported:
+                    continue
+                inst.reported.add(id(consumer))
+                if consumer.cancelled():
+                    continue
+                exc = consumer.exception()
+                what = (
+                    _messages.MACHINE_LISTENER_DIED.format(type=type(exc).__name__, error=exc)
+                    if exc is not None
+                    else _messages.MACHINE_LISTENER_RETURNED
+                )
+                inst.deaths.append(
+                    _messages.MACHINE_LISTENER_ENDED.format(
+                        task=consumer.get_name(), what=what, step=len(self.trace)
+                    )
+                )
+
+    # -- driving messages --------------------------------------------------------------
+
+    def _instances_where(self, select: str) -> list[int]:
+        if select == "pending":
+            return [inst.index for inst in self._insts if inst.queue]
+        if select == "connected":
+            return [
+                inst.index
+                for inst in self._insts
+                if inst.observed.link_allowed.is_set()
+                and (ps := inst.observed.machine_pubsub) is not None
+                and ps.live
+            ]
+        if select == "disconnected":
+            return [i.index for i in self._insts if not i.observed.link_allowed.is_set()]
+        raise ValueError(select)
+
+    def _head(self, inst: Instance, action: Literal["deliver", "drop", "duplicate"]) -> bool:
+        ps = inst.pubsub
+        if ps is None or not inst.queue or not ps.live:
+            return False
+        ps.strip_markers(self._marker_prefix)
+        fate = inst.queue[0].fate(inst.index)
+        if action == "duplicate":
+            ps.duplicate(1)
+            fate.delivered += 1
+            fate.delivered_at.append(len(self.trace))
+            return True
+        inst.queue.pop(0)
+        fate.pending -= 1
+        if action == "deliver":
+            ps.deliver(1)
+            fate.delivered += 1
+            fate.delivered_at.append(len(self.trace))
+        else:
+            ps.drop(1)
+            fate.dropped += 1
+        return True
+
+    def _deliver_everything(self) -> None:
+        for inst in self._insts:
+            while self._head(inst, "deliver"):
+                pass
+
+    async def _read_everything(self) -> None:
+        for name in self._model.names:
+            for inst in self._insts:
+                await self._read(inst, name)
+
+    # -- reads and their verdicts ----------------------------------------------------------
+
+    async def _read(self, inst: Instance, name: str) -> None:
+        start = self._model.start_read(inst, name)
+        value = await inst.store.get_policy(name)
+        self._judge(inst, start, value)
+
+    def _judge(self, inst: Instance, start: ReadStart, value: Mapping[str, Any]) -> None:
+        __tracebackhide__ = True
+        self._stats.reads += 1
+        verdict = self._model.judge(inst, start, value, self.clock())
+        if verdict.violation is not None:
+            self._fail(verdict.violation)
+        if verdict.stale_age is not None:
+            self._stats.stale_reads += 1
+            self._stats.max_stale_age_s = max(self._stats.max_stale_age_s, verdict.stale_age)
+
+    def _fail(self, violation: Violation) -> None:
+        __tracebackhide__ = True
+        lines = self._model.explain(violation)
+        self._collect_deaths()
+        lines.extend(
+            _messages.MACHINE_OTHER_DEATH.format(instance=i.index, death=death)
+            for i in self._insts
+            if i is not violation.instance
+            for death in i.deaths
+        )
+        self._note_failure()
+        raise InvalidationError("\n".join(lines) + self._trailer(), kind=violation.kind)
+
+    def _note_failure(self) -> None:
+        self._stats.failures += 1
+        if self._stats.first_failure_at is None:
+            self._stats.first_failure_at = self._stats.examples
+
+    def _trailer(self) -> str:
+        return _messages.MACHINE_STEPS.format(
+            machine=type(self).__name__,
+            instances=self.instance_count,
+            ttl=self.ttl_s,
+            steps="\n".join(f"    {line}" for line in self.trace),
+        )
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _enter(self, rule_name: str, **args: Any) -> str:
+        line = str(Operation(rule_name, args))
+        self.trace.append(line)
+        self._stats.steps += 1
+        return line
+
+    def _inst(self, instance: int) -> Instance:
+        if not 0 <= instance < self.instance_count:
+            raise IndexError(
+                _messages.MACHINE_NO_SUCH_INSTANCE.format(
+                    instance=instance, last=self.instance_count - 1
+                )
+            )
+        return self._insts[instance]
+
+    async def _update(self, writer: int, name: str, policy: Mapping[str, Any], step: str) -> Write:
+        version, body = self._model.next_body(policy)
+        await self._inst(writer).store.update_policy(name, body)
+        write = self._model.record(
+            version, name, at=self.clock(), step=len(self.trace), writer=writer
+        )
+        await self._quiesce(step, write)
+        return write
+
+    def _must_refetch(self, inst: Instance, event: str) -> None:
+        # What it cached may have missed invalidations: each name's next read must fetch.
+        inst.must_fetch = dict.fromkeys(self._model.names, event)
+
+    @initialize(target=names, names=st.lists(policy_names(), min_size=1, max_size=3, unique=True))
+    def create_policies(self, names: list[str], policy: Mapping[str, Any] | None = None) -> Any:
+        """Write a first version of each name and deliver everything: a clean start."""
+        step = self._enter("create_policies", names=names)
+
+        async def run() -> None:
+            for name in names:
+                await self._update(0, name, policy or {}, step)
+            self._deliver_everything()
+            await self._quiesce(step)
+
+        self._run(run())
+        result: MultipleResults[str] = multiple(*names)
+        return result
+
+    @rule(instance=_instances(), name=names)
+    def read(self, instance: int, name: str) -> None:
+        """``get_policy(name)`` on one instance, judged."""
+        step = self._enter("read", instance=instance, name=name)
+
+        async def run() -> None:
+            await self._read(self._inst(instance), name)
+            await self._quiesce(step)
+
+        self._run(run())
+
+    @rule()
+    def read_all(self) -> None:
+        """``get_policy`` of every policy on every instance, judged; nothing is delivered first."""
+        step = self._enter("read_all")
+
+        async def run() -> None:
+            await self._read_everything()
+            await self._quiesce(step)
+
+        self._run(run())
+
+    @rule(instance=_instances(), name=names, policy=policies())
+    def update(self, instance: int, name: str, policy: Mapping[str, Any]) -> None:
+        """``update_policy(name, policy + {"v": n})`` on one instance."""
+        step = self._enter("update", instance=instance, name=name, policy=policy)
+        self._run(self._update(instance, name, policy, step))
+
+    def _message_step(
+        self, rule_name: Literal["deliver", "drop", "duplicate"], instance: int
+    ) -> None:
+        step = self._enter(rule_name, instance=instance)
+
+        async def run() -> None:
+            self._head(self._inst(instance), rule_name)
+            await self._quiesce(step)
+
+        self._run(run())
+
+    @precondition(lambda self: bool(self._instances_where("pending")))
+    @rule(instance=_where("pending"))
+    def deliver(self, instance: int) -> None:
+        """Hand the instance its oldest pending invalidation."""
+        self._message_step("deliver", instance)
+
+    @precondition(lambda self: bool(self._instances_where("pending")))
+    @rule(instance=_where("pending"))
+    def drop(self, instance: int) -> None:
+        """Lose the instance's oldest pending invalidation."""
+        self._message_step("drop", instance)
+
+    @precondition(lambda self: bool(self._instances_where("pending")))
+    @rule(instance=_where("pending"))
+    def duplicate(self, instance: int) -> None:
+        """Hand the instance a copy of its oldest pending invalidation (the original stays)."""
+        self._message_step("duplicate", instance)
+
+    @precondition(lambda self: bool(self._instances_where("pending")))
+    @rule()
+    def deliver_all(self) -> None:
+        """Hand every instance everything pending."""
+        step = self._enter("deliver_all")
+
+        async def run() -> None:
+            self._deliver_everything()
+            await self._quiesce(step)
+
+        self._run(run())
+
+    @precondition(lambda self: bool(self._instances_where("connected")))
+    @rule(instance=_where("connected"))
+    def disconnect(self, instance: int) -> None:
+        """Cut the instance's pub/sub link; its resubscription waits for ``reconnect``."""
+        step = self._enter("disconnect", instance=instance)
+
+        async def run() -> None:
+            inst = self._inst(instance)
+            ps = inst.observed.machine_pubsub
+            inst.observed.cut_link()
+            if ps is not None and ps.live:
+                ps.disconnect()
+                if ps is inst.pubsub:
+                    inst.lose_queue()
+            self._must_refetch(inst, _messages.MACHINE_LINK_CUT_AT.format(step=len(self.trace)))
+            await self._quiesce(step)
+
+        self._run(run())
+
+    @precondition(lambda self: bool(self._instances_where("disconnected")))
+    @rule(instance=_where("disconnected"))
+    def reconnect(self, instance: int) -> None:
+        """Let the instance resubscribe, and wait until Redis confirmed it."""
+        step = self._enter("reconnect", instance=instance)
+
+        async def run() -> None:
+            inst = self._inst(instance)
+            if inst.observed.link_allowed.is_set():
+                return
+            inst.observed.allow_link()
+            await self._quiesce(step)
+            self._must_refetch(inst, _messages.MACHINE_LINK_BACK_AT.format(step=len(self.trace)))
+
+        self._run(run())
+
+    @rule(seconds=_clock_steps())
+    def advance_clock(self, seconds: float) -> None:
+        """Move the virtual clock forward."""
+        self._enter("advance_clock", seconds=seconds)
+        self.clock.advance(seconds)
+
+    @rule(
+        instance=_instances(),
+        writer=_instances(),
+        name=names,
+        in_flight=_in_flight(),
+        lose=st.booleans(),
+        read_during=st.booleans(),
+    )
+    def slow_fetch(
+        self,
+        instance: int,
+        writer: int,
+        name: str,
+        in_flight: float = 0.0,
+        lose: bool = False,
+        read_during: bool = False,
+    ) -> None:
+        """Miss -> storage read starts -> update and invalidation -> the read completes.
+
+        The read on ``instance`` is held once its storage read returned; then
+        ``writer`` updates ``name`` (``in_flight`` seconds later), the
+        invalidation is delivered to ``instance`` (or dropped, if ``lose``),
+        optionally another read runs there (``read_during``), and the held read
+        completes. It may return the old value (it started first), but the read
+        that follows on the same instance may not, once the invalidation was
+        delivered. (If ``name`` was cached there, the first read is a hit and
+        nothing races.)
+        """
+        step = self._enter(
+            "slow_fetch",
+            instance=instance,
+            writer=writer,
+            name=name,
+            in_flight=in_flight,
+            lose=lose,
+            read_during=read_during,
+        )
+        self._run(self._slow_fetch(step, instance, writer, name, in_flight, lose, read_during))
+
+    async def _slow_fetch(
+        self,
+        step: str,
+        instance: int,
+        writer: int,
+        name: str,
+        in_flight: float,
+        lose: bool,
+        read_during: bool,
+    ) -> None:
+        inst = self._inst(instance)
+        gate = FetchHold()
+        inst.observed.fetch_gate = gate
+        start = self._model.start_read(inst, name)
+        read = asyncio.ensure_future(inst.store.get_policy(name))
+        captured = asyncio.ensure_future(gate.captured.wait())
+        try:
+            await asyncio.wait({read, captured}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            inst.observed.fetch_gate = None
+            captured.cancel()
+        held = gate.captured.is_set()
+        if not held:
+            # A hit (or a store that fetched without the client): it returned
+            # before the update below, so it is judged as of now.
+            self._judge(inst, start, await read)
+        elif in_flight:
+            self.clock.advance(in_flight)
+            self._model.max_in_flight = max(self._model.max_in_flight, in_flight)
+        try:
+            write = await self._update(writer, name, {}, step)
+            ours = [msg for msg in inst.queue if msg.write is write]
+            for _ in range(len(inst.queue) - len(ours)):
+                self._head(inst, "deliver")
+            for _ in ours:
+                self._head(inst, "drop" if lose else "deliver")
+            await self._quiesce(step)
+            if read_during:
+                await self._read(inst, name)
+        finally:
+            gate.released.set()
+        value = await read
+        await self._quiesce(step)
+        if held:
+            self._judge(inst, start, value)
+        # The old value was fine for the read that raced; what it left in the
+        # cache is judged by the next read.
+        await self._read(inst, name)
+        await self._quiesce(step)
+
+    @rule(instance=_instances(), data=garbage())
+    def inject_garbage(self, instance: int, data: bytes) -> None:
+        """Put a payload no update sends on the instance's channel (past any hold)."""
+        step = self._enter("inject_garbage", instance=instance, data=data)
+
+        async def run() -> None:
+            ps = self._inst(instance).observed.machine_pubsub
+            if ps is not None and ps.live:
+                ps.inject(data, channel=type(self).channel)
+            await self._quiesce(step)
+
+        self._run(run())
+
+    @rule()
+    def converge(self) -> None:
+        """Deliver everything pending, then read every policy on every instance."""
+        step = self._enter("converge")
+
+        async def run() -> None:
+            self._deliver_everything()
+            await self._quiesce(step)
+            await self._read_everything()
+            await self._quiesce(step)
+
+        self._run(run())
+
+
+# -- configuration helpers ------------------------------------------------------------
+
+
+def machine_settings(**changes: Any) -> hypothesis.settings:
+    """The settings every machine's ``TestCase`` starts with, updated with ``changes``.
+
+    No deadline and no health checks (one example builds several stores), 30
+    steps per example, every phase but ``explain`` (its line tracing makes
+    shrinking a stateful failure ten times slower and adds little here), and
+    ``report_multiple_bugs=False``: otherwise Hypothesis keeps generating for up
+    to ten seconds after the first failure, looking for others, before it
+    shrinks. Other values (``max_examples``, ``database`` ...) come from the
+    active profile. Use it as a decorator too: ``@machine_settings(max_examples=50)``.
+    """
+    base: dict[str, Any] = {
+        "deadline": None,
+        "suppress_health_check": list(HealthCheck),
+        "stateful_step_count": 30,
+        "phases": tuple(phase for phase in Phase if phase is not Phase.explain),
+        "report_multiple_bugs": False,
+    }
+    return hypothesis.settings(**{**base, **changes})
+
+
+def machine_for(
+    target: P1Target | StoreFactory,
+    *,
+    ttl: float | None = None,
+    instances: int = 3,
+    make_client: Callable[[], Redis] | None = None,
+    redis_url: str | None = None,
+    channel: str | None = None,
+    disabled_rules: Sequence[str] = (),
+    name: str | None = None,
+) -> type[InvalidationMachine]:
+    """An :class:`InvalidationMachine` subclass for a target or a store factory.
+
+    From a :class:`~pytest_quantum_p1.P1Target`, ``ttl`` and ``channel``
+    default to its ``policy_ttl`` and ``invalidation_channel``; from a bare
+    factory, to ``DEFAULT_TTL`` and :data:`~pytest_quantum_p1._target.DEFAULT_CHANNEL`.
+    Run it with ``TestX = machine_for(...).TestCase`` or
+    :func:`~hypothesis.stateful.run_state_machine_as_test`.
+    """
+    if isinstance(target, P1Target):
+        factory: StoreFactory = target.store_factory
+        ttl = target.policy_ttl if ttl is None else ttl
+        channel = target.invalidation_channel if channel is None else channel
+        label = name or f"InvalidationMachine[{target.name}]"
+    else:
+        factory = target
+        label = name or f"InvalidationMachine[{getattr(target, '__name__', 'store')}]"
+    namespace: dict[str, Any] = {
+        "store_factory": staticmethod(factory),
+        "ttl": DEFAULT_TTL if ttl is None else float(ttl),
+        "instances": instances,
+        "channel": channel or DEFAULT_CHANNEL,
+        "make_client": None if make_client is None else staticmethod(make_client),
+        "redis_url": redis_url,
+        "disabled_rules": frozenset(disabled_rules),
+        "__module__": __name__,
+    }
+    return cast("type[InvalidationMachine]", type(label, (InvalidationMachine,), namespace))
