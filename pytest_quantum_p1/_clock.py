@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import threading
 
+from pytest_quantum_p1 import _messages
+
 __all__ = ["VirtualClock"]
 
 
@@ -20,7 +22,7 @@ class VirtualClock:
 
     def __init__(self, start: float = 1000.0) -> None:
         if not math.isfinite(start):
-            raise ValueError(f"start must be a finite number of seconds, got {start!r}")
+            raise ValueError(_messages.CLOCK_BAD_START.format(start=start))
         self._lock = threading.Lock()
         self._now = float(start)
 
@@ -41,10 +43,7 @@ class VirtualClock:
         clock never goes back, and stores may rely on that.
         """
         if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(
-                f"a monotonic clock only moves forward: advance() needs a finite "
-                f"number of seconds >= 0, got {seconds!r}"
-            )
+            raise ValueError(_messages.CLOCK_BACKWARDS.format(seconds=seconds))
         with self._lock:
             self._now += seconds
             return self._now

@@ -342,7 +342,7 @@ class EventRecorder:
         """
         __tracebackhide__ = True
         if not names:
-            raise ValueError("assert_order() needs at least one event name")
+            raise ValueError(_messages.EVENTS_ORDER_NEEDS_A_NAME)
         for name in names:
             self.check_name(name)
         events = self.events
@@ -475,7 +475,7 @@ def publishes_signature(name: str, /, **fields: Any) -> tuple[str, dict[str, Any
     otherwise); the name must also be a ``str``.
     """
     if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
+        raise TypeError(_messages.EVENTS_NAME_NOT_A_STR.format(kind=type(name).__name__))
     return name, fields
 
 

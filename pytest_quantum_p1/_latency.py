@@ -77,15 +77,15 @@ _PERCENTILE_FIELDS: Mapping[str, str] = {
 
 def _budget_ns(budget: Budget) -> int:
     if isinstance(budget, bool):
-        raise TypeError("a latency budget is a duration string, a timedelta or int nanoseconds")
+        raise TypeError(_messages.LATENCY_BUDGET_TYPE.format(kind="bool"))
     if isinstance(budget, int):
         if budget <= 0:
-            raise ValueError(f"a latency budget must be positive, got {budget} ns")
+            raise ValueError(_messages.LATENCY_BUDGET_NOT_POSITIVE.format(budget=f"{budget} ns"))
         return budget
     if isinstance(budget, timedelta):
         nanoseconds = round(budget.total_seconds() * 1_000_000_000)
         if nanoseconds <= 0:
-            raise ValueError(f"a latency budget must be positive, got {budget}")
+            raise ValueError(_messages.LATENCY_BUDGET_NOT_POSITIVE.format(budget=budget))
         return nanoseconds
     if isinstance(budget, str):
         try:
@@ -93,13 +93,12 @@ def _budget_ns(budget: Budget) -> int:
         except ValueError:
             raise ValueError(
                 _messages.USAGE_BAD_VALUE.format(
-                    source="latency budget", expected=_messages.EXPECT_DURATION, value=budget
+                    source=_messages.LATENCY_BUDGET_SOURCE,
+                    expected=_messages.EXPECT_DURATION,
+                    value=budget,
                 )
             ) from None
-    raise TypeError(
-        f"a latency budget is a duration string, a timedelta or int nanoseconds, "
-        f"got {type(budget).__name__}"
-    )
+    raise TypeError(_messages.LATENCY_BUDGET_TYPE.format(kind=type(budget).__name__))
 
 
 def timer_cost_ns() -> float:
@@ -140,7 +139,7 @@ class LatencyStats:
     ) -> LatencyStats:
         """Summarise per-call times."""
         if not samples:
-            raise ValueError("no latency samples to summarise")
+            raise ValueError(_messages.LATENCY_NO_SAMPLES)
         ordered = sorted(samples)
         return cls(
             p50_ns=percentile(ordered, 50),
@@ -160,9 +159,9 @@ class LatencyStats:
         try:
             return float(getattr(self, _PERCENTILE_FIELDS[which]))
         except KeyError:
+            choices = ", ".join(map(repr, _PERCENTILE_FIELDS))
             raise ValueError(
-                f"percentile must be one of {', '.join(map(repr, _PERCENTILE_FIELDS))}, "
-                f"got {which!r}"
+                _messages.LATENCY_UNKNOWN_PERCENTILE.format(choices=choices, which=which)
             ) from None
 
     def figures(self) -> dict[str, float]:
@@ -221,7 +220,9 @@ class LatencyStats:
 def _check_counts(warmup: int, calls: int) -> None:
     for label, value, least in (("warmup", warmup, 0), ("calls", calls, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{label} must be an int >= {least}, got {value!r}")
+            raise ValueError(
+                _messages.LATENCY_BAD_COUNT.format(label=label, least=least, value=value)
+            )
 
 
 async def _async_samples(

@@ -379,12 +379,15 @@ P1_2_INVALIDATION_UNPROCESSED = (
     "converged (the entries may simply not have been cached)."
 )
 
-P1_2_NO_STALE_READS_SUMMARY = "no stale read in {examples} generated scenarios"
-P1_2_STALE_READ_FOUND_SUMMARY = "stale read found in {examples} generated scenarios"
+P1_2_NO_STALE_READS_SUMMARY = "no stale read in {scenarios} generated scenarios (seed {seed})"
+P1_2_STALE_READ_FOUND_SUMMARY = "stale read found in {scenarios} generated scenarios (seed {seed})"
 P1_2_STALE_READ_FOUND = "the property-based search found a stale read:"
+P1_2_STALE_READ_KIND = "{what}, in scenario {scenarios} (seed {seed}):"
 P1_2_STALE_READ_FOUND_FIX = (
     "Drop an entry on each invalidation, flush the cache when the invalidation link is "
-    "lost, and never cache a read that raced an invalidation."
+    "lost, never cache a read that raced an invalidation, store a new value before "
+    "publishing its invalidation (or both in one transaction), and drop or replace the "
+    "writer's own copy when update_policy returns."
 )
 
 # P1-3: federation v2
@@ -407,9 +410,10 @@ P1_3_WARNS_ELSEWHERE = (
     "the DeprecationWarning of {engine} points at {file}:{line}, not at the line that "
     "constructed it ({caller_file}:{caller_line})."
 )
-P1_3_WARNS_ELSEWHERE_FIX = "Pass stacklevel=2 to warnings.warn so users see their own line."
 
-P1_3_BRIDGE_ONLY_SUMMARY = "{constructions} v2 engine constructions, all through the bridge"
+P1_3_BRIDGE_ONLY_SUMMARY = (
+    "{constructions} v2 engine constructions in {seconds:.1f} s watched, all through the bridge"
+)
 P1_3_OUTSIDE_BRIDGE_SUMMARY = (
     "{constructions} v2 engine constructions, {outside} outside the bridge"
 )
@@ -692,4 +696,574 @@ MACHINE_NO_SUCH_INSTANCE = "no instance {instance}: 0..{last}"
 MACHINE_MIRROR_BUG = (
     "harness bug: instance {instance} holds {held} message(s), the machine expected {expected}"
 )
-MACHINE_BUDGET_NOT_POSITIVE = "time_budget_s must be > 0, got {budget!r}"
+
+# --- P1-1 events: what monitoring sees, failing subscribers, state, zones (issue 12) ---
+
+ACCEPTANCE_CRITERION_TITLES["P1-1.failing-subscriber"] = (
+    "a failing subscriber keeps no event from the other subscribers or monitoring"
+)
+
+#: Every P1-1 criterion, when the target lists no required event: nothing observed.
+P1_1_NO_REQUIRED_EVENTS_SUMMARY = "no required events declared"
+P1_1_NO_REQUIRED_EVENTS = (
+    "the target declares no required events, so nothing was checked; the seed requires {names}."
+)
+P1_1_NO_REQUIRED_EVENTS_FIX = (
+    "List them in P1Target.required_events, each with the real action that publishes it."
+)
+
+# The criterion of each required event.
+P1_1_EVENT_NOTHING_EXPECTED_SUMMARY = "nothing to compare: the action returned no values"
+P1_1_EVENT_NOTHING_EXPECTED = (
+    "the action behind {name!r} returned no values to compare, so its payload was not "
+    "checked against the change it made."
+)
+P1_1_EVENT_NOTHING_EXPECTED_FIX = (
+    "Return the values the event must carry from RequiredEvent.action, "
+    "e.g. {{'old_mode': 'normal', 'new_mode': 'defensive'}}."
+)
+P1_1_EVENT_TIMESTAMP_LOCAL = (
+    "timestamp {value!r} follows the local zone: the harness ran the action in zone "
+    "UTC{zone} and the timestamp carries that offset"
+)
+P1_1_EVENT_TIMESTAMP_OFF_CLOCK = (
+    "timestamp {value!r} is {off} away from the harness's UTC clock ({now}); the action ran "
+    "in zone UTC{zone}, so this looks like local time labelled as UTC"
+)
+P1_1_EVENT_STATE_BEHIND = (
+    "{field}: the event announces {announced!r}, but a subscriber receiving it read "
+    "{current!r} from the system (published before the state changed)"
+)
+P1_1_EVENT_STATE_FIX = "Change the state first, then publish the event that announces it."
+P1_1_EVENT_STATE_HOOK_RAISED = (
+    "RequiredEvent.announced_state of {name!r} raised {type} while the event was delivered: {error}"
+)
+#: Appended to the summary of an event criterion whose state was not read.
+P1_1_EVENT_STATE_UNCHECKED = "; state at delivery not checked: {why}"
+P1_1_EVENT_STATE_NO_HOOK = "no RequiredEvent.announced_state"
+P1_1_EVENT_STATE_UNREAD = "announced_state read no announced field"
+#: Appended to the summary where the platform cannot switch zones (no time.tzset).
+P1_1_EVENT_ZONE_UNCHECKED = "; not run under a non-UTC zone (no time.tzset here)"
+
+# P1-1.logged: what production monitoring sees.
+P1_1_LOGGED_SUMMARY_LEVEL = "{logged}/{required} events logged for monitoring at {level} or above"
+P1_1_LOGGED_BELOW_LEVEL = (
+    "{name}: logged at {level} on {logger!r}, below {production}, the level production "
+    "monitoring sees (P1Target.monitor_level)"
+)
+P1_1_LOGGED_LEVEL_FIX = (
+    "Log the monitoring records at {production} or above, or declare the level your "
+    "production monitoring keeps in P1Target.monitor_level."
+)
+P1_1_MONITOR_RECORD_RAISED = (
+    "P1Target.monitor_record raised {type} reading a record of {logger!r}: {error}"
+)
+
+# P1-1.failing-subscriber: a subscriber that raises must not cost anyone else the event.
+P1_1_FAILING_SUBSCRIBER_RAISED = (
+    "raised on purpose by the quantum-p1 harness (P1-1.failing-subscriber)"
+)
+P1_1_FAILING_SUBSCRIBER_SUMMARY = (
+    "{events}/{required} events reach subscribers and monitoring past a raising subscriber"
+)
+P1_1_FAILING_SUBSCRIBER_PROBLEMS_SUMMARY = "{problems} problem(s) with a failing subscriber"
+P1_1_FAILING_SUBSCRIBER_HEADLINE = (
+    "a subscriber that raises keeps the event from others (the real action ran with a "
+    "raising subscriber subscribed first, then last):"
+)
+P1_1_FAILING_SUBSCRIBER_MISSED = (
+    "{name}, failing subscriber subscribed {place}: the other subscriber did not receive it"
+)
+P1_1_FAILING_SUBSCRIBER_NOT_LOGGED = (
+    "{name}, failing subscriber subscribed {place}: no monitoring record on {logger!r}"
+)
+P1_1_FAILING_SUBSCRIBER_ESCAPED = (
+    "{name}, failing subscriber subscribed {place}: its exception escaped publish "
+    "and the action raised it"
+)
+P1_1_FAILING_SUBSCRIBER_ACTION_RAISED = (
+    "{name}, failing subscriber subscribed {place}: the action raised {type}: {error}"
+)
+P1_1_FAILING_SUBSCRIBER_NOTHING = (
+    "{name}, failing subscriber subscribed {place}: the action published nothing, "
+    "so nothing was observed"
+)
+P1_1_FAILING_SUBSCRIBER_NOT_CALLED = (
+    "{name}, failing subscriber subscribed {place}: it was never called, so nothing was "
+    "observed about a failing subscriber"
+)
+P1_1_FAILING_SUBSCRIBER_CANNOT_SUBSCRIBE = (
+    "{name}: the bus refused a subscriber ({type}: {error}; see P1-1.catalogue)"
+)
+P1_1_FAILING_SUBSCRIBER_FIX = (
+    "Call each subscriber in its own try/except (or its own task), log the monitoring record "
+    "whatever the subscribers do, and never let publish raise because of a subscriber."
+)
+
+# --- P1-2 cache: verdicts you can trust (issue 12) ------------------------------
+
+ACCEPTANCE_CRITERION_TITLES.update(
+    {
+        "P1-2.no-reparse": "a cached read does not parse the policy again (its cost is flat in size)",
+        "P1-2.counters": "the store's own hit/miss counters agree with what the harness counted",
+        "P1-2.read-your-writes": "the writer reads its own update as soon as update_policy returns",
+        "P1-2.write-then-invalidate": "the new value is stored before its invalidation goes out",
+        "P1-2.link-recovery": "after a lost link, invalidation and caching work again",
+        "P1-2.garbage-messages": "garbage on the invalidation channel does not stop the listener",
+    }
+)
+
+# The latency criteria wait for the store's own invalidation before timing warm reads.
+P1_2_OWN_INVALIDATION_NOT_PROCESSED = (
+    "after update_policy({name!r}) returned, the store's own listener processed no message "
+    "on {channel!r} within {timeout:g} s (awaited: the invalidation every instance receives, "
+    "the writer included, so that warm reads do not race it)."
+)
+P1_2_OWN_INVALIDATION_STATE = (
+    "The store made {subscriptions} subscription(s); its listener took {taken} message(s) "
+    "on them in all."
+)
+P1_2_OWN_INVALIDATION_FIX = (
+    "Publish an invalidation on {channel!r} on every update (see P1-2.invalidation)."
+)
+
+P1_2_TTL_FIRST_READ_WRONG = (
+    "right after the update on instance 0 settled, instance 1 served {got!r} for {name!r} "
+    "instead of {expected!r}."
+)
+P1_2_TTL_FIRST_READ_FIX = "Serve what storage holds once an update has settled."
+P1_2_TTL_NO_INVALIDATION = (
+    "instance 1 received no invalidation for {name!r} within {timeout:g} s of the update on "
+    "instance 0 (awaited, to drop it so that only the TTL can refresh the entry)."
+)
+P1_2_TTL_NO_INVALIDATION_FIX = (
+    "Publish the policy's name on the invalidation channel on every update."
+)
+
+P1_2_INVALIDATION_NOT_SETTLED = (
+    "after an update on instance {instance}, not every instance processed the invalidations "
+    "sent to it:"
+)
+P1_2_INVALIDATION_NOT_SETTLED_FIX = (
+    "Handle each invalidation message and come back for the next: a listener must not stop "
+    "or block."
+)
+#: One line per instance that did not converge, by what the harness saw it receive.
+P1_2_INVALIDATION_PROCESSED_STALE = (
+    "instance {instance} received and processed the invalidation of {name!r} ({ms:.2f} ms "
+    "after the update) yet kept its old value: its handler did not drop the entry."
+)
+P1_2_INVALIDATION_OTHER_MESSAGES = (
+    "instance {instance} processed {count} message(s) on the channel after the update, none "
+    "of them exactly {name!r}: {texts}"
+)
+P1_2_INVALIDATION_NOTHING_PROCESSED = (
+    "instance {instance} processed no invalidation of {name!r} after the update, although "
+    "Redis confirmed its subscription to {channel!r}."
+)
+P1_2_INVALIDATION_DROP_FIX = (
+    "Drop the named entry when its invalidation arrives. If the handler compares the "
+    "message with str names while the client delivers bytes (decode_responses=False), "
+    "nothing ever matches: decode the message data before looking the name up."
+)
+P1_2_INVALIDATION_PUBLISH_FIX = (
+    "Publish the policy's name on {channel!r} on every update, and drop the named entry "
+    "when it arrives."
+)
+
+P1_2_NO_REPARSE_SUMMARY = (
+    "cached read {large} for a policy of {size}, {small} for a small one ({ratio:.1f}x)"
+)
+P1_2_NO_REPARSE_GROWS = (
+    "a cached read costs more the larger the policy: {large} for a policy of {size}, {small} "
+    "for a small one ({ratio:.1f}x, at most {maximum:g}x expected). The hit path parses "
+    "(or deep-copies) the stored policy on every read."
+)
+#: One bullet each.
+P1_2_NO_REPARSE_FIGURES = (
+    "small policy ({small_size}): median {small}",
+    "large policy ({size}, nested): median {large}",
+    "decoding the large policy's JSON once, here: {decode}",
+    "medians of {reads} interleaved reads of each, every read timed on its own",
+)
+P1_2_NO_REPARSE_NOT_CACHED = (
+    "reads of a policy of {size} were not served from the cache: {storage_reads} of {reads} "
+    "went to Redis."
+)
+P1_2_NO_REPARSE_FIX = (
+    "Keep the decoded policy in the cache and return it (or a read-only view): parse once "
+    "per miss, never per hit (the seed's 10-15% CPU in JSON parsing)."
+)
+
+P1_2_COUNTERS_NONE = (
+    "the target declares no hit/miss counters (P1Target.cache_counters): nothing to compare"
+)
+P1_2_COUNTERS_SUMMARY = (
+    "store counted {hits} hits, {misses} misses; the harness {seen_hits} and {seen_misses}"
+)
+P1_2_COUNTERS_DISAGREE = (
+    "the store's own counters disagree with what the harness counted over {reads} reads: "
+    "the store says {hits} hits and {misses} misses, the harness saw {seen_hits} hits and "
+    "{seen_misses} misses (a miss: a read that went to Redis)."
+)
+P1_2_COUNTERS_WORKLOAD = (
+    "Workload: {policies} policies read in turn on one instance; the clock moved past the "
+    "TTL every {expire_every} reads and a policy was updated every {update_every}; "
+    "tolerance {tolerance} read(s)."
+)
+P1_2_COUNTERS_FIX = (
+    "Count a hit only for a read served from the cache and a miss for every read that "
+    "goes to storage (expired and invalidated entries included)."
+)
+
+P1_2_READ_YOUR_WRITES_SUMMARY = (
+    "the writer read each of its {rounds} updates as soon as update_policy returned"
+)
+P1_2_READ_YOUR_WRITES_STALE = (
+    "instance 0 served {got!r} right after its own update_policy({name!r}, {expected!r}) "
+    "returned: the writer kept its old value."
+)
+P1_2_READ_YOUR_WRITES_HELD = (
+    "Its own invalidation was held back until after this read: the writer must not depend "
+    "on the message coming back over pub/sub."
+)
+P1_2_READ_YOUR_WRITES_WAITED = (
+    "update_policy waited for its own invalidation, which was then let through: the read "
+    "came after the writer had processed it."
+)
+P1_2_READ_YOUR_WRITES_FIX = (
+    "In update_policy, drop (or replace) the writer's own cached entry before returning."
+)
+
+P1_2_WRITE_THEN_INVALIDATE_SUMMARY = (
+    "probed between the writer's PUBLISH and its next command: instance 1 read the new value"
+)
+P1_2_WRITE_THEN_INVALIDATE_ATOMIC_SUMMARY = (
+    "no separate PUBLISH seen (write and invalidation in one script or transaction); "
+    "instances converged"
+)
+P1_2_WRITE_THEN_INVALIDATE_STALE_SUMMARY = (
+    "instance 1 refilled the old value between the writer's PUBLISH and its write"
+)
+P1_2_WRITE_THEN_INVALIDATE_STALE = (
+    "the invalidation went out before the new value was stored: instance 1 processed the "
+    "writer's invalidation of {name!r}, read storage, got the old value {got!r}, and still "
+    "served it after the update returned."
+)
+P1_2_WRITE_THEN_INVALIDATE_EVIDENCE = (
+    "The writer was held after its PUBLISH returned, before its next command; meanwhile "
+    "instance 1 read {got!r} with {reads} storage read(s). Expected: {expected!r}."
+)
+P1_2_WRITE_THEN_INVALIDATE_FIX = (
+    "Store the new value first, then publish the invalidation (or do both in one "
+    "MULTI/EXEC or script)."
+)
+
+P1_2_LINK_RECOVERY_SUMMARY = (
+    "instance 1 resubscribed {ms:.0f} ms after its link was cut; invalidation and caching "
+    "work again"
+)
+P1_2_LINK_NOT_RESUBSCRIBED = (
+    "after its invalidation link was cut, instance 1 did not subscribe again within "
+    "{timeout:g} s: its listener stopped for good, so invalidations no longer reach it."
+)
+P1_2_LINK_NOT_PROCESSING = (
+    "after resubscribing, instance 1 did not process the invalidations sent to it:"
+)
+P1_2_LINK_STALE = (
+    "after resubscribing, instance 1 served {got!r} instead of {expected!r} once an update "
+    "on instance 0 had settled."
+)
+P1_2_LINK_NOT_CACHING = (
+    "after resubscribing, instance 1 no longer caches: a second read of {name!r} went to "
+    "Redis ({reads} storage read(s))."
+)
+P1_2_LINK_RECOVERY_FIX = (
+    "On a lost link, flush the cache, subscribe again (retrying with backoff) and resume "
+    "caching once Redis has confirmed the new subscription."
+)
+
+P1_2_GARBAGE_SUMMARY = (
+    "the listener survived {count} garbage messages ({kinds}) and applied the next invalidation"
+)
+#: What each injected garbage message is, as the verdicts name it.
+P1_2_GARBAGE_KINDS = {
+    "utf8": "not UTF-8",
+    "empty": "empty",
+    "huge": "huge (1 MiB)",
+    "json": "not a name (a JSON object)",
+    "control": "not a name (control characters)",
+}
+P1_2_GARBAGE_DIED = (
+    "instance 1's listener stopped at a garbage message on the invalidation channel, "
+    "{kind} ({size} bytes): it never processed the genuine invalidation that followed."
+)
+P1_2_GARBAGE_DIED_AFTER = (
+    "instance 1's listener stopped after the garbage messages: it never processed the "
+    "genuine invalidation that followed."
+)
+P1_2_GARBAGE_NOT_APPLIED = (
+    "after the garbage messages, instance 1 served {got!r} instead of {expected!r} once the "
+    "genuine invalidation that followed had settled."
+)
+P1_2_GARBAGE_INJECTED = "Injected on instance 1, in this order: {kinds}."
+P1_2_GARBAGE_FIX = (
+    "Treat a message that is not a policy name as a reason to flush (or ignore it), log it, "
+    "and keep listening: one bad message must not end the listener."
+)
+
+# --- P1-3 and deploy.health: nothing vacuous, advice from evidence (issue 12) ---
+
+# P1-3.files-removed: nothing looked at.
+P1_3_NO_REMOVED_PATHS = (
+    "the target names no removed v2 files (V2Rules.removed_paths is empty), so nothing was checked."
+)
+P1_3_NO_REMOVED_PATHS_FIX = (
+    "List the files the seed deletes, where they lived: v2_protocol.py, v2_consensus.py, "
+    "v2_node_discovery.py, v2_heartbeat.py."
+)
+P1_3_REMOVED_HOMELESS = (
+    "none of the directories the removed v2 files lived in exists, so their absence proves nothing:"
+)
+P1_3_REMOVED_HOMELESS_FIX = (
+    "Give removed_paths where the files lived, as absolute paths "
+    "(for example Path(__file__).parent / 'federation' / 'v2_protocol.py')."
+)
+
+# P1-3.no-direct-imports: nothing looked at.
+P1_3_NOTHING_SCANNED = "no Python file was found under the source roots, so no import was checked:"
+P1_3_NOTHING_SCANNED_FIX = "Set V2Rules.source_roots to the package directories of the backend."
+P1_3_NO_V2_MODULES = (
+    "the target names no v2 modules (V2Rules.v2_modules is empty), so no import "
+    "could count as a v2 import."
+)
+P1_3_NO_V2_MODULES_FIX = (
+    "List the deprecated modules still present, for example "
+    "'backend.federation.federated_engine_v2'."
+)
+P1_3_V2_MODULES_NOT_FOUND = (
+    "none of the v2 modules is among the {files} modules under the source roots, so the "
+    "scan could not recognise an import of them:"
+)
+P1_3_V2_MODULES_NOT_FOUND_FIX = (
+    "Check the dotted names in V2Rules.v2_modules against the files under source_roots."
+)
+
+# P1-3.deprecation-warning: the advice follows where the warning pointed.
+P1_3_STACKLEVEL_LOW_FIX = (
+    "Pass stacklevel={needed} to warnings.warn so users see their own line: it is called "
+    "{depth} frame(s) below the line constructing {engine}; this warning used "
+    "stacklevel={used}, which names a line inside {engine}'s code."
+)
+P1_3_STACKLEVEL_HIGH_FIX = (
+    "Pass stacklevel={needed} to warnings.warn: this warning used stacklevel={used}, which "
+    "names a line {extra} frame(s) above the one constructing {engine}."
+)
+P1_3_WARNS_IN_OWN_MODULE_FIX = (
+    "It points into {engine}'s own module ({module}), not at a frame of this construction: "
+    "make the warning name the caller's line."
+)
+P1_3_WARNS_OFF_PATH_FIX = (
+    "It points neither into {engine}'s own module nor at a frame between warnings.warn and "
+    "the constructing line: make the warning name the caller's line."
+)
+P1_3_WARNS_NEEDED = "Counted from the warnings.warn call, stacklevel={needed} names the caller."
+
+# P1-3.bridge-only-at-runtime: a watch over the whole run.
+P1_3_BRIDGE_HELD_SUMMARY = (
+    "0 v2 engine constructions in {seconds:.1f} s watched; the bridge holds {held} "
+    "built before the run (at import)"
+)
+P1_3_RUNTIME_NOTHING_SEEN_SUMMARY = "no construction of {engine} seen: nothing checked"
+P1_3_RUNTIME_NOTHING_SEEN = (
+    "no construction of {engine} was seen while the harness watched the run for "
+    "{seconds:.1f} s ({driven}), and no bridge module holds one: the check observed nothing."
+)
+P1_3_RUNTIME_EXPECTED = (
+    "Expected: the bridge ({bridges}) constructing {spec} (P1Target.v2.engine_class)."
+)
+P1_3_RUNTIME_NOTHING_SEEN_FIX = (
+    "Is engine_class the class the bridge builds? Name that class ('module:Class'); if the "
+    "bridge builds its engine only on demand, make relay_probe run the bridge."
+)
+P1_3_RUNTIME_DRIVEN_ACTIONS = "{count} target action(s)"
+P1_3_RUNTIME_DRIVEN_PROBE = "the relay probe"
+P1_3_RUNTIME_DRIVEN_HEALTH = "the health check"
+P1_3_RUNTIME_DRIVEN_GRACE = "{grace:g} s grace"
+
+# P1-3.bridge-relays: a failing v2 node among the healthy ones.
+P1_3_RELAY_FAILING_NODE_ERROR = "v2 node down (the failing node of the quantum-p1 relay probe)"
+P1_3_RELAY_STOPPED = (
+    "the bridge stopped relaying at a failing v2 node: with a node that raises registered "
+    "first, {reached} of {nodes} healthy node(s) got the v3 event:"
+)
+P1_3_RELAY_FAILING_CALLED = (
+    "  the failing node was called {calls} time(s) and raised ConnectionError each time"
+)
+P1_3_RELAY_STOPPED_FIX = (
+    "Deliver to each v2 node on its own (catch each node's error, or gather with "
+    "return_exceptions=True), so one failing node never keeps the others from the event."
+)
+P1_3_RELAY_FAILING_NEVER_CALLED = (
+    "the relay probe was given a failing v2 node but the bridge never called it, so whether "
+    "one failing node stops the relay was not checked: register it as a v2 node (before the "
+    "healthy ones) in relay_probe"
+)
+P1_3_RELAY_PAST_FAILING_SUMMARY = (
+    "relayed to {reached}/{nodes} v2 node(s), once each, past a failing node"
+)
+P1_3_RELAY_NO_FAILING_SUMMARY = (
+    "relayed to {reached}/{nodes} v2 node(s), once each; a failing node was not probed "
+    "(relay_probe takes no third argument)"
+)
+
+# deploy.health: the health check against a Redis that is down.
+DEPLOY_HEALTH_OK_WHILE_DOWN = (
+    "the health check reports 'ok' while Redis is unreachable: given a client to a Redis "
+    "that closes every connection at once, it reported:"
+)
+DEPLOY_HEALTH_NEVER_CONNECTED = (
+    "It never connected to the Redis client it was given, so it checks no Redis."
+)
+DEPLOY_HEALTH_CONNECTED = (
+    "It connected {connections} time(s); every connection was closed before any answer."
+)
+DEPLOY_HEALTH_OK_WHILE_DOWN_FIX = (
+    "Ping the Redis the backend depends on and report any status but 'ok' when it does not "
+    "answer; the adapter must hand the health check the client the harness gives it."
+)
+
+# --- P1-3 and deploy.health (issue 12), continued ---
+P1_3_FILES_UNCHECKED_SUMMARY = "no legacy v2 file looked for"
+P1_3_IMPORTS_UNCHECKED_SUMMARY = "{files} files scanned, no v2 import recognisable"
+P1_3_NO_DOCS = (
+    "the target names no architecture docs (V2Rules.docs is empty), so no notice was checked."
+)
+P1_3_NO_DOC_NOTICE = (
+    "the target names no notice phrases (V2Rules.doc_notice is empty), so any document would pass."
+)
+P1_3_DOCS_UNCHECKED_SUMMARY = "no doc checked"
+P1_3_NO_DOCS_FIX = (
+    "List the docs the seed updates (AI_TRADING_ARCHITECTURE.md, "
+    "ARCHITECTURE_V2_INTEGRATION_COMPLETE.md, AI_OS_INTEGRATION_SUMMARY.md) and the phrases "
+    "of the notice ('Current: Federation v3', 'Deprecated: Federation v2')."
+)
+V2_CONSTRUCTION_TIMES = "{construction} ({count} times)"
+DEPLOY_HEALTH_OK_WHILE_DOWN_SUMMARY = "health status 'ok', even with Redis down"
+
+# --- deadlines and failed vs error (the acceptance run) ---
+#: A criterion's call into the target did not return within its deadline (a verdict).
+DEADLINE_DID_NOT_RETURN = (
+    "a call into the backend did not return: {function} was still running when the "
+    "criterion's deadline of {seconds:g} s ran out."
+)
+#: The harness's own shorter wait gave up while a target call was stuck (a verdict).
+DEADLINE_HARNESS_GAVE_UP = (
+    "a call into the backend did not return: {function} was stuck when the harness gave up waiting:"
+)
+DEADLINE_CALL = "  - the call: {call}"
+DEADLINE_AT = "  - stuck at: {at}"
+DEADLINE_BLOCKED_IN = "{at}, blocked in {inner}"
+DEADLINE_HARNESS = "  - the harness was in: {path}"
+DEADLINE_ALSO = "  - other backend calls that had not returned either:"
+DEADLINE_FIX = (
+    "Every call into the backend must return: give each wait a timeout, and never block the "
+    "event loop with a sync call. If the backend is only slow, give it more time with {option}."
+)
+DEADLINE_AFTER_VERDICT = "Before that, the check itself had failed:"
+#: The checklist line of a criterion that ran out of time in a target call.
+DEADLINE_SUMMARY = "did not finish: {function} did not return"
+#: The deadline ran out with no target code running: the harness is stuck (an error).
+DEADLINE_NO_TARGET_CODE = (
+    "{name} did not finish within its deadline of {seconds:g} s, and no backend code was "
+    "running in this process: the harness was waiting (for a child process hosting the "
+    "backend, or for itself) in the places below. Raise {option} if this machine is slow; "
+    "if it is not, please report it."
+)
+#: An error's message: the exception, then where it was raised.
+ACCEPTANCE_ERROR = "the check could not run: {type}: {error}"
+ACCEPTANCE_ERROR_IN_TARGET = "  raised in the backend at {site}"
+ACCEPTANCE_ERROR_IN_HARNESS = "  raised in the harness at {site}"
+ACCEPTANCE_ERROR_AT_SETUP = "the check could not be set up: {type}: {error}"
+ACCEPTANCE_ERROR_AT_TEARDOWN = "cleaning up after the check failed: {type}: {error}"
+#: A target import that ended the interpreter (``sys.exit()``) or raised a BaseException.
+SPEC_MODULE_EXITED = (
+    "importing module {module!r} raised {type}: {error} (it must not end the process)"
+)
+
+# --- stateful search (issue 12 §6): timing, interleavings, no-verdict causes ---
+MACHINE_NOT_READ_YOUR_WRITES = (
+    "read-your-writes broken: instance {instance} read {name!r} = v{version} after its own "
+    "update to v{own} had returned"
+)
+MACHINE_CALL = "instance {instance}: {call}"
+MACHINE_NO_CALL = "no store call (the machine's own wait)"
+MACHINE_AT_SETUP = "setup"
+MACHINE_CALL_HUNG = "store call did not return: {calls} did not return within {timeout:g}s ({step})"
+MACHINE_SETUP_TIMED_OUT = (
+    "setting up the stores did not finish within {timeout:g}s: {calls} did not return"
+)
+MACHINE_FACTORY_RAISED = "the store factory raised {type}: {error} (building instance {instance})"
+MACHINE_STORE_RAISED = "{call} raised {type}: {error} (at {step}): the search cannot go on"
+MACHINE_SETUP_UNSETTLED = "the stores did not settle after initialize(): {detail}"
+MACHINE_RECONNECT_HINT = (
+    " (after a link step the wait is reconnect_timeout: a store that backs off before "
+    "resubscribing needs a longer one)"
+)
+
+# --- arguments of the plugin's own functions ---------------------------------
+
+PERCENTILE_OF_NOTHING = "percentile of no values"
+PERCENTILE_OUT_OF_RANGE = "q must be within [0, 100], got {q!r}"
+LATENCY_BUDGET_TYPE = (
+    "a latency budget is a duration string, a timedelta or int nanoseconds, got {kind}"
+)
+LATENCY_BUDGET_NOT_POSITIVE = "a latency budget must be positive, got {budget}"
+LATENCY_BUDGET_SOURCE = "latency budget"
+LATENCY_NO_SAMPLES = "no latency samples to summarise"
+LATENCY_UNKNOWN_PERCENTILE = "percentile must be one of {choices}, got {which!r}"
+LATENCY_BAD_COUNT = "{label} must be an int >= {least}, got {value!r}"
+CLOCK_BAD_START = "start must be a finite number of seconds, got {start!r}"
+CLOCK_BACKWARDS = (
+    "a monotonic clock only moves forward: advance() needs a finite number of seconds >= 0, "
+    "got {seconds!r}"
+)
+EVENTS_ORDER_NEEDS_A_NAME = "assert_order() needs at least one event name"
+EVENTS_NAME_NOT_A_STR = "name must be a str, got {kind}"
+REDIS_SERVER_INSTALL_HINT = (
+    "To run against a real Redis, install the server (e.g. `apt-get install redis-server`) "
+    "or pass the path of a redis-server binary; or use the embedded fake with --p1-redis=fake."
+)
+REDIS_SERVER_CANNOT_RUN = "cannot run {binary!r}: {error}"
+REDIS_SERVER_DID_NOT_START = "redis-server on port {port} {what}; its log ends with:\n{tail}"
+REDIS_SERVER_EXITED = "exited"
+REDIS_SERVER_NO_PING = "did not answer PING within {timeout}s"
+REDIS_SERVER_NOT_FOUND = "cannot start a private Redis: {where}."
+REDIS_SERVER_NOT_EXECUTABLE = "{binary!r} is not an executable"
+REDIS_SERVER_NOT_ON_PATH = "{binary!r} is not on PATH"
+REDIS_NOT_OWNED = "refusing to flush a Redis the harness does not own: {source}"
+MACHINE_BAD_TIMEOUT = "{name} must be a finite number of seconds > 0, got {value!r}"
+# What the search found, by the kind of the failure (the {what} of P1_2_STALE_READ_FOUND).
+P1_2_SEARCH_FOUND = {
+    "stale": "a stale read",
+    "monotonic": "a non-monotonic read",
+    "ttl": "a value stale past the TTL",
+    "link-loss": "a value cached across a lost invalidation link",
+    "impossible": "a value no update wrote",
+    "read-your-writes": "a writer serving its old value after its own update",
+    "unsettled": "a store instance that stopped reacting",
+    "hung": "a store call that never returned",
+}
+P1_2_SEARCH_FOUND_OTHER = "a broken property"
+P1_2_STORE_STOPPED_SUMMARY = "{what} after {scenarios} generated scenarios (seed {seed})"
+P1_2_STORE_STOPPED = (
+    "the property-based search found {what}, in scenario {scenarios} (seed {seed}):"
+)
+P1_2_STORE_STOPPED_FIX = (
+    "A listener must handle each message and come back for the next, and every call must "
+    "return: the harness waits settle_timeout after a step and reconnect_timeout after a "
+    "lost link (real seconds, see machine_for)."
+)
+EXPECT_SCENARIOS = "an integer >= 1"
+MACHINE_FATE_EARLY = "{count} delivered before the update returned (it may precede the write)"
+MACHINE_PART_DIED = "the process searching part of the scenarios (pid {pid}) ended without a result"

@@ -26,6 +26,7 @@ from pytest_quantum_p1._units import format_duration, parse_duration
 __all__ = [
     "DEFAULT_INSTANCES",
     "DEFAULT_LATENCY_BUDGET",
+    "DEFAULT_TIMEOUT",
     "GROUP",
     "INI_INSTANCES",
     "INI_LATENCY_BUDGET",
@@ -33,7 +34,9 @@ __all__ = [
     "INI_REDIS_BINARY",
     "INI_REPORT",
     "INI_RUN",
+    "INI_SCENARIOS",
     "INI_TARGET",
+    "INI_TIMEOUT",
     "INI_WORKLOAD",
     "MARKERS",
     "OPT_INSTANCES",
@@ -42,7 +45,9 @@ __all__ = [
     "OPT_REDIS_BINARY",
     "OPT_REPORT",
     "OPT_RUN",
+    "OPT_SCENARIOS",
     "OPT_TARGET",
+    "OPT_TIMEOUT",
     "OPT_WORKLOAD",
     "SETTINGS_KEY",
     "P1Settings",
@@ -65,6 +70,8 @@ OPT_REPORT = "--p1-report"
 OPT_LATENCY_BUDGET = "--p1-latency-budget"
 OPT_INSTANCES = "--p1-instances"
 OPT_WORKLOAD = "--p1-workload"
+OPT_TIMEOUT = "--p1-timeout"
+OPT_SCENARIOS = "--p1-scenarios"
 
 INI_TARGET = "p1_target"
 INI_REDIS = "p1_redis"
@@ -74,10 +81,17 @@ INI_REPORT = "p1_report"
 INI_LATENCY_BUDGET = "p1_latency_budget"
 INI_INSTANCES = "p1_instances"
 INI_WORKLOAD = "p1_workload"
+INI_TIMEOUT = "p1_timeout"
+INI_SCENARIOS = "p1_scenarios"
 
 DEFAULT_REDIS = "fake"
 DEFAULT_LATENCY_BUDGET = "1ms"
 DEFAULT_INSTANCES = 4
+#: Scenarios ``P1-2.no-stale-reads`` runs at least (the state machine's examples).
+DEFAULT_SCENARIOS = 200
+#: The deadline of an ordinary criterion; the long-running ones get a multiple of it
+#: (``_acceptance.criteria.DEADLINE_FACTORS``).
+DEFAULT_TIMEOUT = "30s"
 
 #: Registered in ``pytest_configure`` so ``--strict-markers`` accepts them.
 MARKERS = (
@@ -152,6 +166,11 @@ class P1Settings:
     workload: Workload = Workload()
     #: Where :attr:`target` came from, for error messages (an option or ini key).
     target_source: str = OPT_TARGET
+    #: The deadline of an ordinary acceptance criterion, in nanoseconds
+    #: (``--p1-timeout``); the long-running criteria get a multiple of it.
+    timeout_ns: int = 30_000_000_000
+    #: Scenarios ``P1-2.no-stale-reads`` runs at least (``--p1-scenarios``).
+    scenarios: int = DEFAULT_SCENARIOS
 
     @property
     def redis_mode(self) -> RedisMode:
@@ -237,7 +256,30 @@ def register_options(parser: pytest.Parser) -> None:
         f"reads_per_s=200,updates_per_min=6,instances=2). ini: {INI_WORKLOAD}",
     )
 
+    group.addoption(
+        OPT_TIMEOUT,
+        dest=INI_TIMEOUT,
+        default=None,
+        metavar="DURATION",
+        help="deadline of each acceptance criterion, e.g. 30s, 2s; the hit-rate simulation and "
+        "the stale-read search get 4 times it. A criterion whose call into the target does not "
+        f"return in time fails, naming the call (default: {DEFAULT_TIMEOUT}). ini: {INI_TIMEOUT}",
+    )
+
+    group.addoption(
+        OPT_SCENARIOS,
+        dest=INI_SCENARIOS,
+        default=None,
+        metavar="N",
+        help="scenarios the stale-read search (P1-2.no-stale-reads) runs at least, the same "
+        f"ones in every run (default: {DEFAULT_SCENARIOS}). ini: {INI_SCENARIOS}",
+    )
+
     parser.addini(INI_TARGET, f"quantum-p1: same as {OPT_TARGET}", default="")
+    parser.addini(
+        INI_SCENARIOS, f"quantum-p1: same as {OPT_SCENARIOS}", type="int", default=DEFAULT_SCENARIOS
+    )
+    parser.addini(INI_TIMEOUT, f"quantum-p1: same as {OPT_TIMEOUT}", default=DEFAULT_TIMEOUT)
     parser.addini(INI_WORKLOAD, f"quantum-p1: same as {OPT_WORKLOAD}", default="")
     parser.addini(INI_REDIS, f"quantum-p1: same as {OPT_REDIS}", default=DEFAULT_REDIS)
     parser.addini(INI_REDIS_BINARY, f"quantum-p1: same as {OPT_REDIS_BINARY}", default="")
@@ -292,6 +334,8 @@ _OPTION_OF_INI = {
     INI_LATENCY_BUDGET: OPT_LATENCY_BUDGET,
     INI_INSTANCES: OPT_INSTANCES,
     INI_WORKLOAD: OPT_WORKLOAD,
+    INI_TIMEOUT: OPT_TIMEOUT,
+    INI_SCENARIOS: OPT_SCENARIOS,
 }
 
 
@@ -387,6 +431,19 @@ def _parse_workload(value: object, source: str) -> Workload:
         raise _usage_error(source, _messages.EXPECT_WORKLOAD, value) from None
 
 
+def _parse_scenarios(value: object, source: str) -> int:
+    if isinstance(value, bool):
+        raise _usage_error(source, _messages.EXPECT_SCENARIOS, value)
+    number: int | None = None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value)
+    if number is None or number < 1:
+        raise _usage_error(source, _messages.EXPECT_SCENARIOS, value)
+    return number
+
+
 def settings_from_config(config: pytest.Config) -> P1Settings:
     """Read and validate every setting; raise :class:`pytest.UsageError` on a bad one."""
     target, target_source, _ = _raw(config, INI_TARGET, _messages.EXPECT_TARGET)
@@ -400,6 +457,8 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
     budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _messages.EXPECT_DURATION)
     instances, instances_source, _ = _raw(config, INI_INSTANCES, _messages.EXPECT_INSTANCES)
     workload, workload_source, _ = _raw(config, INI_WORKLOAD, _messages.EXPECT_WORKLOAD)
+    timeout, timeout_source, _ = _raw(config, INI_TIMEOUT, _messages.EXPECT_DURATION)
+    scenarios, scenarios_source, _ = _raw(config, INI_SCENARIOS, _messages.EXPECT_SCENARIOS)
     settings = P1Settings(
         target=_parse_target(target, target_source),
         redis=redis,
@@ -412,6 +471,8 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
         instances=_parse_instances(instances, instances_source),
         workload=_parse_workload(workload, workload_source),
         target_source=target_source,
+        timeout_ns=_parse_budget(timeout, timeout_source),
+        scenarios=_parse_scenarios(scenarios, scenarios_source),
     )
     if settings.run and settings.target is None:
         raise pytest.UsageError(_messages.NO_TARGET)
@@ -436,7 +497,8 @@ def header_line(settings: P1Settings) -> str:
     if settings.run:
         details = (
             f", p1 run: latency budget={format_duration(settings.latency_budget_ns)}, "
-            f"instances={settings.instances}"
+            f"instances={settings.instances}, timeout={format_duration(settings.timeout_ns)}, "
+            f"scenarios={settings.scenarios}"
         )
         if settings.report is not None:
             details += f", report={settings.report}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,12 @@ class RequiredEvent:
     action: Callable[[Bus], Awaitable[Mapping[str, Any]]]
     #: The field holding an ISO-8601 UTC timestamp, or ``None``.
     timestamp_field: str | None = "timestamp"
+    #: Reads, from the running system, the current values of the payload fields
+    #: the event announces (``{"new_mode": manager.current_mode}``). The harness
+    #: calls it from a subscriber while the event is delivered, to prove the state
+    #: changed before it was announced; it may return ``None`` when it cannot
+    #: tell. ``None`` (the default): not checked, and the report says so.
+    announced_state: Callable[[], Mapping[str, Any] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,10 +149,14 @@ class V2Rules:
     #: Publishes ``payload`` as a v3 federation event on the bus, with the bridge
     #: running and v2 nodes registered, and returns what each node received
     #: (node id -> payloads, in order); ``None`` if the target has no bridge.
-    relay_probe: (
-        Callable[[Bus, Mapping[str, Any]], Awaitable[Mapping[str, Sequence[Mapping[str, Any]]]]]
-        | None
-    ) = None
+    #: A probe taking a third argument gets a failing v2 node: an async
+    #: transport that raises ``ConnectionError`` on every call. The probe
+    #: registers it first, before the healthy nodes, and leaves it out of what
+    #: it returns; every healthy node must still get the event.
+    relay_probe: Callable[..., Awaitable[Mapping[str, Sequence[Mapping[str, Any]]]]] | None = None
+    #: Seconds ``P1-3.bridge-only-at-runtime`` keeps watching after the target
+    #: calls it drives return, for threads and tasks the target left running.
+    runtime_grace: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,17 +168,32 @@ class P1Target:
     bus: Callable[[], Bus]
     required_events: tuple[RequiredEvent, ...]
     #: Logger on which each monitored event is one record carrying
-    #: ``record.event`` (the name) and ``record.payload``.
+    #: ``record.event`` (the name) and ``record.payload`` (or as
+    #: ``monitor_record`` reads it), at ``monitor_level`` or above.
     monitor_logger: str
     store_factory: StoreFactory
     #: The TTL, in seconds of the injected clock, that the factory's stores use.
     policy_ttl: float
     v2: V2Rules
     invalidation_channel: str = DEFAULT_CHANNEL
+    #: Reads a store's own counters as ``store -> (hits, misses)``, so the harness
+    #: can check them against what it counted itself (``P1-2.counters``); the store
+    #: is one the factory made, under whatever names it keeps them. ``None``: the
+    #: store keeps no counters, and the report says so.
+    cache_counters: Callable[[Any], tuple[int, int]] | None = None
     #: ``(bus, redis client) -> report``; healthy when ``report["status"] == "ok"``.
     health: Callable[[Bus, Redis], Awaitable[Mapping[str, Any]]] | None = None
     #: Free-form facts shown in the report header.
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: The lowest level production monitoring keeps on ``monitor_logger``:
+    #: records below it are never seen there, so they do not count as logged.
+    monitor_level: int = logging.INFO
+    #: Reads one record of ``monitor_logger`` as ``(event name, payload)``, or
+    #: ``None`` for a record that is no event (a monitor writing JSON lines parses
+    #: ``record.getMessage()``). ``None``: ``record.event`` and ``record.payload``.
+    monitor_record: Callable[[logging.LogRecord], tuple[str, Mapping[str, Any]] | None] | None = (
+        None
+    )
 
 
 class TargetError(Exception):
@@ -193,6 +219,14 @@ def resolve(spec: str) -> object:
     except Exception as exc:  # the module itself is broken: still the user's setting to fix
         raise TargetError(
             _messages.SPEC_MODULE_RAISED.format(
+                module=module_name, type=type(exc).__name__, error=exc
+            )
+        ) from exc
+    except KeyboardInterrupt:
+        raise  # the user's Ctrl-C
+    except BaseException as exc:  # sys.exit() at import: a broken setting, not a crash of pytest
+        raise TargetError(
+            _messages.SPEC_MODULE_EXITED.format(
                 module=module_name, type=type(exc).__name__, error=exc
             )
         ) from exc
@@ -226,7 +260,9 @@ def load_target(spec: str) -> P1Target:
     if not isinstance(obj, P1Target) and callable(obj):
         try:
             obj = obj()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # the user's Ctrl-C
+        except BaseException as exc:  # sys.exit() included: the setting is what to fix
             raise TargetError(f"{spec}() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, P1Target):
         raise TargetError(f"{spec} is a {type(obj).__name__}, not a pytest_quantum_p1.P1Target")

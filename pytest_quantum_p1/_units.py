@@ -62,9 +62,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     maximum. Raises :class:`ValueError` for no values or ``q`` outside [0, 100].
     """
     if not values:
-        raise ValueError("percentile of no values")
+        raise ValueError(_messages.PERCENTILE_OF_NOTHING)
     if not 0 <= q <= 100:
-        raise ValueError(f"q must be within [0, 100], got {q!r}")
+        raise ValueError(_messages.PERCENTILE_OUT_OF_RANGE.format(q=q))
     ordered = sorted(values)
     # Rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in floating point.
     rank = math.ceil(round(q * len(ordered) / 100, 9))

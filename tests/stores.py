@@ -27,17 +27,32 @@ __all__ = [
     "CHANNEL",
     "KEY_PREFIX",
     "TTL",
+    "AnnouncesBeforeAndAfter",
+    "AwaitsOwnInvalidation",
+    "BacksOffBeforeResubscribing",
     "CachesForever",
+    "CountsInADict",
+    "DiesOnGarbage",
     "DiesWithItsLink",
     "HangsOnInitialize",
     "KeepsCacheOnLinkLoss",
+    "KeepsItsOldCopy",
     "NeverPublishes",
+    "NeverReads",
     "NeverSubscribes",
     "OverwritesNewerFill",
+    "PublishesBeforeStoring",
     "RacyFill",
+    "RaisesInFactory",
+    "RaisesOnInitialize",
+    "ReturnsCopies",
+    "StallsOnGarbage",
     "StopsReading",
     "SwallowsMessages",
     "ToyStore",
+    "WordsItsOwnMessages",
+    "WritesThrough",
+    "WritesThroughWhileLinked",
     "encode",
 ]
 
@@ -256,3 +271,167 @@ class HangsOnInitialize(ToyStore):
     """``initialize()`` never returns."""
 
     initialize_returns = False
+
+
+# --- correct stores of other shapes (P1-2 verdicts must not reject them) ---------
+
+
+class WritesThrough(ToyStore):
+    """Caches the new value on update instead of dropping it (write-through)."""
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await super().update_policy(name, policy)
+        # Its own invalidation, coming back later, drops this copy: harmless.
+        self.cache[name] = (self.clock() + self.ttl, dict(policy))
+        self.generation[name] += 1  # a miss in flight must not overwrite it
+
+
+class AwaitsOwnInvalidation(ToyStore):
+    """Keeps its copy on update and returns once its own invalidation came back and dropped it."""
+
+    def __init__(self, redis: Any, clock: Clock, *, ttl: float = TTL) -> None:
+        super().__init__(redis, clock, ttl=ttl)
+        self.echoes: dict[str, asyncio.Event] = {}
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        echo = self.echoes[name] = asyncio.Event()
+        await self.redis.set(KEY_PREFIX + name, encode(policy))
+        await self.redis.publish(CHANNEL, name)
+        await echo.wait()
+
+    def on_message(self, data: bytes | str) -> None:
+        super().on_message(data)
+        name = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        echo = self.echoes.pop(name, None)
+        if echo is not None:
+            echo.set()
+
+
+class AnnouncesBeforeAndAfter(ToyStore):
+    """Publishes the invalidation before writing, and again once the value is stored."""
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await self.redis.publish(CHANNEL, name)
+        await super().update_policy(name, policy)
+
+
+class WordsItsOwnMessages(ToyStore):
+    """Invalidations are JSON objects (``{"invalidate": name}``), not bare names."""
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await self.redis.set(KEY_PREFIX + name, encode(policy))
+        self._drop(name)
+        await self.redis.publish(CHANNEL, json.dumps({"invalidate": name}))
+
+    def on_message(self, data: bytes | str) -> None:
+        try:
+            name = json.loads(data)["invalidate"]
+        except (ValueError, KeyError, TypeError):
+            self._flush()  # not one of ours: assume the worst
+            return
+        self._drop(str(name))
+
+
+class ReturnsCopies(ToyStore):
+    """Returns a shallow copy of the cached policy, so callers cannot mutate the cache."""
+
+    async def get_policy(self, name: str) -> dict[str, Any]:
+        return dict(await super().get_policy(name))
+
+
+class CountsInADict(ToyStore):
+    """Counts its hits and misses under names of its own: ``counters["cache_hit"]`` ..."""
+
+    def __init__(self, redis: Any, clock: Clock, *, ttl: float = TTL) -> None:
+        super().__init__(redis, clock, ttl=ttl)
+        self.counters = {"cache_hit": 0, "cache_miss": 0}
+
+    async def get_policy(self, name: str) -> dict[str, Any]:
+        entry = self.cache.get(name)
+        fresh = entry is not None and entry[0] > self.clock()
+        self.counters["cache_hit" if fresh else "cache_miss"] += 1
+        return await super().get_policy(name)
+
+
+# --- the stale-read search (issue 12 §6): interleavings, timing, no-verdict causes ---------
+
+
+class PublishesBeforeStoring(ToyStore):
+    """Publishes the invalidation, then writes: a reader in between refills the old value."""
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        self._drop(name)
+        await self.redis.publish(CHANNEL, name)
+        await self.redis.set(KEY_PREFIX + name, encode(policy))
+
+
+class DiesOnGarbage(ToyStore):
+    """Its listener dies on the first message that is not UTF-8 (as the seed's does)."""
+
+    def on_message(self, data: bytes | str) -> None:
+        self._drop(data.decode() if isinstance(data, bytes) else data)
+
+
+class KeepsItsOldCopy(ToyStore):
+    """An update leaves the writer's own copy in place until its invalidation comes back."""
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await self.redis.set(KEY_PREFIX + name, encode(policy))
+        await self.redis.publish(CHANNEL, name)
+
+
+class BacksOffBeforeResubscribing(ToyStore):
+    """Waits ``backoff`` real seconds after a lost link before resubscribing (correct, slow)."""
+
+    backoff: ClassVar[float] = 0.3
+
+    async def _relink(self) -> None:
+        self.link_up = False
+        self._flush()
+        await asyncio.sleep(self.backoff)
+        await super()._relink()
+
+
+class RaisesInFactory(ToyStore):
+    """Its constructor raises: no store can be built."""
+
+    def __init__(self, redis: Any, clock: Clock, *, ttl: float = TTL) -> None:
+        raise RuntimeError("cannot build a store: no configuration")
+
+
+class RaisesOnInitialize(ToyStore):
+    """``initialize()`` raises."""
+
+    async def initialize(self) -> None:
+        raise ConnectionError("initialize() cannot reach its Redis")
+
+
+class NeverReads(ToyStore):
+    """Subscribes in ``initialize()`` but never reads the subscription."""
+
+    async def initialize(self) -> None:
+        self.pubsub = await self._subscribe()
+        self.link_up = True
+
+
+class StallsOnGarbage(ToyStore):
+    """Its listener stops for good (never asks for the next message) after one that is not UTF-8."""
+
+    def on_message(self, data: bytes | str) -> None:
+        if isinstance(data, bytes) and not data.isascii():
+            self.keeps_reading = False  # type: ignore[misc]  # this instance only
+        super().on_message(data)
+
+
+class WritesThroughWhileLinked(ToyStore):
+    """Write-through, done right: caches its own new value, unless its invalidation link is down.
+
+    (:class:`WritesThrough` caches it even while the link is down, when another
+    instance's newer write cannot reach it: the search finds that stale read.)
+    """
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await super().update_policy(name, policy)
+        if self.link_up:
+            self.cache[name] = (self.clock() + self.ttl, dict(policy))
+            self.generation[name] += 1  # a miss in flight must not overwrite it

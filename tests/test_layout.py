@@ -17,7 +17,7 @@ import pytest_quantum_p1
 
 PACKAGE = Path(pytest_quantum_p1.__file__).parent
 #: Private names of other libraries that are their documented API.
-FOREIGN_API = frozenset({"_getframe", "_replace", "_asdict", "_fields", "_exit"})
+FOREIGN_API = frozenset({"_getframe", "_current_frames", "_replace", "_asdict", "_fields", "_exit"})
 
 
 def _modules() -> dict[str, Path]:

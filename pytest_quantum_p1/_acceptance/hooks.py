@@ -31,24 +31,57 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
         return "passed"
     if report.skipped:
         return "skipped"
-    # A criterion's verdict is pytest.fail(); anything else is the harness or
-    # the target breaking while being checked.
-    if call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception):
-        return "failed"
+    # A criterion's verdict is pytest.fail() while it runs; anything else, and
+    # anything at all while its fixtures are set up or torn down, is the
+    # harness or the target breaking: the check could not run.
+    # (A pytest.fail() raised by the target's own code is no verdict either.)
+    if (
+        call.when == "call"
+        and call.excinfo is not None
+        and call.excinfo.errisinstance(pytest.fail.Exception)
+    ):
+        from pytest_quantum_p1._acceptance.drive import raised_by_target
+
+        return "error" if raised_by_target(call.excinfo.value) else "failed"
     return "error"
+
+
+def _error_message(exc: BaseException, when: str) -> str:
+    """An error in words: the exception, and the frame it came from (the backend's, if any)."""
+    from pytest_quantum_p1._acceptance.drive import raised_at
+
+    heading = {
+        "setup": _messages.ACCEPTANCE_ERROR_AT_SETUP,
+        "teardown": _messages.ACCEPTANCE_ERROR_AT_TEARDOWN,
+    }.get(when, _messages.ACCEPTANCE_ERROR)
+    try:
+        text = str(exc)
+    except Exception:  # a hostile __str__ must not take the report down with it
+        text = object.__repr__(exc)
+    lines = [heading.format(type=type(exc).__name__, error=text)]
+    where = raised_at(exc)
+    if where is not None:
+        site, in_target = where
+        line = (
+            _messages.ACCEPTANCE_ERROR_IN_TARGET
+            if in_target
+            else _messages.ACCEPTANCE_ERROR_IN_HARNESS
+        )
+        lines.append(line.format(site=site))
+    return "\n".join(lines)
 
 
 def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
     if report.passed:
         return ""
-    if call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception):
+    if _outcome(report, call) == "failed" and call.excinfo is not None:
         # The criterion's own words: the longrepr would add pytest's note on
         # hidden traceback entries and any exception the verdict was raised in.
         return str(call.excinfo.value)
     if call.excinfo is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
-        # The harness or the target broke: the exception line, not a traceback
-        # (that is in the FAILURES section above the checklist).
-        return call.excinfo.exconly()
+        # The harness or the target broke: the exception and where it was
+        # raised, not a traceback (that is in the ERRORS/FAILURES section).
+        return _error_message(call.excinfo.value, call.when)
     longrepr = report.longrepr
     if report.skipped and isinstance(longrepr, tuple):
         return str(longrepr[2]).removeprefix("Skipped: ")
@@ -131,16 +164,25 @@ class AcceptanceHooks:
         if not isinstance(item, CriterionItem):
             return report
         record = item.record
-        if call.when == "call" or (call.when == "setup" and not report.passed):
+        if (
+            call.when == "call"
+            or (call.when == "setup" and not report.passed)
+            # A teardown that breaks after a passing check: the run must not say PASS.
+            or (call.when == "teardown" and report.failed and record.outcome == "passed")
+        ):
             record.outcome = _outcome(report, call)
             record.message = _message(report, call)
-            record.duration_s = call.duration
-            for name, value in record.figures.items():
+            if record.outcome == "error":
+                # The check did not finish: a figure it stated on the way is no claim.
+                record.summary = ""
+            for name, value in record.figures.items() if call.when != "teardown" else ():
                 prop = (f"p1.{record.id}.{name}", value)
                 # The call report for xdist and hooks; the item for the teardown
                 # report, which is the one junitxml writes properties from.
                 report.user_properties.append(prop)
                 item.user_properties.append(prop)
+            if call.when != "teardown":
+                record.duration_s = call.duration
             report.p1_record = {  # type: ignore[attr-defined]
                 **record.as_json(),
                 "series": record.series,
@@ -148,6 +190,23 @@ class AcceptanceHooks:
                 "position": self.order.index(record.id),
             }
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # P1-3's run-wide v2 watch starts with the first criterion and is
+        # judged by P1-3.bridge-only-at-runtime (see _acceptance.p1_3).
+        if isinstance(item, CriterionItem):
+            from pytest_quantum_p1._acceptance.p1_3 import start_v2_watch
+            from pytest_quantum_p1._target import TARGET_KEY
+
+            target = self.config.stash.get(TARGET_KEY, None)
+            if target is not None:
+                start_v2_watch(self.config, target)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        from pytest_quantum_p1._acceptance.p1_3 import stop_v2_watch
+
+        stop_v2_watch(config)  # when its criterion was deselected, or never judged
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "p1_record", None)

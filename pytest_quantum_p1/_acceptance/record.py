@@ -11,6 +11,7 @@ tally the terminal checklist and the HTML page share.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,10 @@ class CriterionRecord:
             "task": self.task,
             "title": self.title,
             "outcome": self.outcome,
-            "figures": self.figures,
+            # A figure that is not a number (a check's ``None`` for "not measured")
+            # is carried as NaN, which the JSON report writes as null: never a
+            # crash of the report at the end of the run.
+            "figures": {k: v if _is_number(v) else math.nan for k, v in self.figures.items()},
             "summary": self.summary,
             "message": self.message,
             "duration_s": round(self.duration_s, 6),
@@ -58,6 +62,10 @@ class CriterionRecord:
         """The record back from what a report carried: its fields, other keys ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float)
 
 
 def by_task(records: Iterable[CriterionRecord]) -> dict[str, list[CriterionRecord]]:

@@ -2,7 +2,7 @@
 
 - :mod:`.portal`: an event loop in a thread; sync/async twins over one coroutine; :class:`~.portal.Signal`;
 - :mod:`.pubsub`: :class:`~.pubsub.ControlledPubSub`: hold, deliver, drop, duplicate, inject, disconnect; deliveries;
-- :mod:`.observed`: :class:`~.observed.ObservedRedis`: the store's client, storage reads counted and held;
+- :mod:`.observed`: :class:`~.observed.ObservedRedis`: the store's client, storage reads counted and held, publishes gated;
 - :mod:`.member`: one store instance as the cluster drives it; :class:`~.member.LocalMember` hosts one here;
 - :mod:`.factory`: store factories by import string (what child processes are given);
 - :mod:`.process`: :class:`~.process.ProcessMember` and the child process hosting a local member;

@@ -47,6 +47,7 @@ __all__ = [
     "FetchGate",
     "ObservedRedis",
     "PendingRead",
+    "PublishGate",
 ]
 
 #: Commands counted as storage reads when issued directly on the client.
@@ -73,6 +74,12 @@ READ_COMMANDS: frozenset[str] = frozenset(
 #: Awaited after every counted read returned, with ``(command, args, result)``;
 #: the store gets the result only when the gate returns.
 FetchGate = Callable[[str, tuple[Any, ...], Any], Awaitable[None]]
+
+#: Awaited after every ``PUBLISH`` the store issued directly returned, with
+#: ``(channel, message, receivers)``; the store gets the reply only when the gate
+#: returns. What a store does after publishing (its storage write, if it wrote
+#: after announcing) waits meanwhile.
+PublishGate = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -123,7 +130,11 @@ class ObservedRedis:
     :meth:`hold_reads` makes every later read wait, after the real command
     returned, until the harness releases it (see :attr:`pending_reads`), so a
     test can interleave "miss, fetch, update and invalidation, fetch completes".
-    :attr:`fetch_gate` is the general hook behind it.
+    :attr:`fetch_gate` is the general hook behind it. :attr:`publish_gate` is
+    its twin for ``PUBLISH`` (``publish`` or ``execute_command("PUBLISH", ...)``
+    issued directly; a publish inside a pipeline or a script is not seen):
+    awaited once the server has sent the invalidation, before the store may go
+    on, so a harness can act in the window between a publish and what follows it.
 
     :meth:`pubsub` returns a :class:`ControlledPubSub`; the latest one is
     :attr:`current_pubsub` and :attr:`subscriptions` counts them (a store that
@@ -153,6 +164,8 @@ class ObservedRedis:
         self.read_commands = frozenset(command.upper() for command in read_commands)
         #: Awaited after each counted read with ``(command, args, result)``.
         self.fetch_gate: FetchGate | None = None
+        #: Awaited after each ``PUBLISH`` with ``(channel, message, receivers)``.
+        self.publish_gate: PublishGate | None = None
         self._signal = Signal()
         self._reads = 0
         self._by_command: Counter[str] = Counter()
@@ -229,9 +242,25 @@ class ObservedRedis:
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         """Forwarded to the client; counted when ``args[0]`` is a read command."""
         command = as_text(args[0]).upper() if args else ""
+        if command == "PUBLISH" and len(args) >= 3:
+            return await self._published(
+                args[1], args[2], self._client.execute_command(*args, **options)
+            )
         if command not in self.read_commands:
             return await self._client.execute_command(*args, **options)
         return await self._read(command, args[1:], self._client.execute_command(*args, **options))
+
+    async def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:
+        """``PUBLISH``, forwarded; then :attr:`publish_gate`, if set, is awaited."""
+        return await self._published(
+            channel, message, self._client.publish(channel, message, **kwargs)
+        )
+
+    async def _published(self, channel: Any, message: Any, pending: Awaitable[Any]) -> Any:
+        receivers = await pending
+        if self.publish_gate is not None:
+            await self.publish_gate(channel, message, receivers)
+        return receivers
 
     async def get(self, name: Any) -> Any:
         """``GET``, counted."""

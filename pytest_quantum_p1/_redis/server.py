@@ -3,7 +3,7 @@
 ``--p1-redis=server`` and the project's own real-Redis tests spawn a throwaway
 ``redis-server`` on a free loopback port, with no persistence and a temporary
 working directory, so nothing shared is ever touched. Standard library only
-(pytest is imported by :func:`require_redis_server` alone).
+(pytest is imported by :func:`require_redis_server` alone) and the messages module.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
+
+from pytest_quantum_p1 import _messages
 
 __all__ = [
     "RedisServer",
@@ -40,12 +42,7 @@ class RedisServerUnavailable(RuntimeError):
     """No private redis-server could be started."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"{reason}\n"
-            "To run against a real Redis, install the server (e.g. `apt-get install"
-            " redis-server`) or pass the path of a redis-server binary; or use the"
-            " embedded fake with --p1-redis=fake."
-        )
+        super().__init__(f"{reason}\n{_messages.REDIS_SERVER_INSTALL_HINT}")
 
 
 def free_port() -> int:
@@ -113,16 +110,24 @@ class RedisServer:
                 )
             except OSError as exc:
                 self._cleanup()
-                raise RedisServerUnavailable(f"cannot run {self.binary!r}: {exc}") from exc
+                raise RedisServerUnavailable(
+                    _messages.REDIS_SERVER_CANNOT_RUN.format(binary=self.binary, error=exc)
+                ) from exc
         deadline = time.monotonic() + self.startup_timeout
         while not _answers_ping(self.port):
             exited = self._process.poll() is not None
             if exited or time.monotonic() > deadline:
                 tail = self._log_tail()
-                what = "exited" if exited else f"did not answer PING within {self.startup_timeout}s"
+                what = (
+                    _messages.REDIS_SERVER_EXITED
+                    if exited
+                    else _messages.REDIS_SERVER_NO_PING.format(timeout=self.startup_timeout)
+                )
                 self.kill()
                 raise RedisServerUnavailable(
-                    f"redis-server on port {self.port} {what}; its log ends with:\n{tail}"
+                    _messages.REDIS_SERVER_DID_NOT_START.format(
+                        port=self.port, what=what, tail=tail
+                    )
                 )
             time.sleep(0.01)  # the server is starting; there is nothing to wait on
 
@@ -185,8 +190,12 @@ def spawn_redis_server(binary: str | None = None, *, startup_timeout: float = 10
     """
     path = shutil.which(binary or _BINARY)
     if path is None:
-        where = f"{binary!r} is not an executable" if binary else f"{_BINARY!r} is not on PATH"
-        raise RedisServerUnavailable(f"cannot start a private Redis: {where}.")
+        where = (
+            _messages.REDIS_SERVER_NOT_EXECUTABLE.format(binary=binary)
+            if binary
+            else _messages.REDIS_SERVER_NOT_ON_PATH.format(binary=_BINARY)
+        )
+        raise RedisServerUnavailable(_messages.REDIS_SERVER_NOT_FOUND.format(where=where))
     error: RedisServerUnavailable | None = None
     for _ in range(_START_ATTEMPTS):
         server = RedisServer(path, free_port(), startup_timeout=startup_timeout)

@@ -89,7 +89,7 @@ class RedisSource:
     def flush(self) -> None:
         """Empty the server; only a source the harness owns may be emptied."""
         if not self.owned:
-            raise PermissionError(f"refusing to flush a Redis the harness does not own: {self}")
+            raise PermissionError(_messages.REDIS_NOT_OWNED.format(source=self))
         import redis
 
         with redis.Redis.from_url(self.address) as admin:

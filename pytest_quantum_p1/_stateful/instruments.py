@@ -4,14 +4,18 @@
 whose pubsubs (:class:`MachinePubSub`) hold every message from the start, hold a
 resubscription while the machine keeps the link cut, and know whether their store
 is *idle* (its listener waits in ``get_message`` with nothing left to take).
-:class:`FetchHold` holds one storage read's result, for ``slow_fetch``. They
-extend the harness through its public hooks only (``wrap_pubsub``,
-``before_subscribe``, ``signal``).
+:class:`FetchHold` holds one storage read's result, for ``slow_fetch``;
+:class:`CommandHold` holds a store's command before it is sent, for
+``split_update`` (between the storage write and the publish of an update, in
+whichever order the store sends them). They extend the harness through its
+public hooks only (``wrap_pubsub``, ``before_subscribe``, ``signal``,
+``fetch_gate``) and redis-py's public ``execute_command``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pytest_quantum_p1 import _messages
@@ -21,7 +25,10 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["FetchHold", "MachinePubSub", "MachineRedis"]
+__all__ = ["CommandHold", "FetchHold", "MachinePubSub", "MachineRedis"]
+
+#: Where a client keeps its own ``execute_command`` once :class:`MachineRedis` wrapped it.
+_UNHOOKED = "_p1_unhooked"
 
 
 class MachinePubSub(ControlledPubSub):
@@ -136,13 +143,36 @@ class MachinePubSub(ControlledPubSub):
 
 
 class MachineRedis(ObservedRedis):
-    """An ObservedRedis whose pubsubs hold every message from the start."""
+    """An ObservedRedis whose pubsubs hold every message from the start.
+
+    It also routes every command the store sends through the client (not a
+    pipeline's, not a pubsub's) through :attr:`command_gate`: redis-py's
+    command methods (``set``, ``publish`` ...) all call the client's own
+    ``execute_command``, so the gate is installed on the client it wraps,
+    which the machine made for this instance alone.
+    """
 
     def __init__(self, client: Redis, *, label: str) -> None:
         super().__init__(client, label=label)
         #: Clear while the machine keeps this instance's link cut.
         self.link_allowed = asyncio.Event()
         self.link_allowed.set()
+        #: Awaited before each command is sent; ``None``: commands pass.
+        self.command_gate: CommandHold | None = None
+        # A client may serve one example after another (SharedClients): the
+        # gate wraps its own method once, and this proxy's gate is the one asked.
+        send = getattr(client, _UNHOOKED, None)
+        if send is None:
+            send = client.execute_command
+            setattr(client, _UNHOOKED, send)
+
+        async def execute_command(*args: Any, **options: Any) -> Any:
+            gate = self.command_gate
+            if gate is not None:
+                await gate.before(args)
+            return await send(*args, **options)
+
+        client.execute_command = execute_command  # type: ignore[method-assign]
 
     def cut_link(self) -> None:
         """Hold any new subscription until :meth:`allow_link`."""
@@ -197,4 +227,32 @@ class FetchHold:
             return
         self.armed = False
         self.captured.set()
+        await self.released.wait()
+
+
+class CommandHold:
+    """Holds a store's command before it is sent: the ``(after + 1)``-th one while armed.
+
+    ``after`` commands pass; the next waits until :attr:`released` is set, and
+    :attr:`captured` says that one is waiting. With ``after=1`` an update that
+    writes and publishes in two commands is held between them, whichever it
+    sends first; an update sent as one command (a transaction, a script) is
+    never held, as nothing can come between its parts.
+    """
+
+    def __init__(self, after: int, *, on_capture: Callable[[], None] | None = None) -> None:
+        self.after = after
+        self.on_capture = on_capture
+        self.sent = 0
+        self.captured = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def before(self, args: tuple[Any, ...]) -> None:
+        """Count one command; hold it if it is the one to hold."""
+        self.sent += 1
+        if self.sent != self.after + 1 or self.released.is_set():
+            return
+        self.captured.set()
+        if self.on_capture is not None:
+            self.on_capture()
         await self.released.wait()

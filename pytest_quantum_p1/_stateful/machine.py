@@ -9,7 +9,11 @@ one Redis (fakeredis by default), on one event loop the machine owns, with one
 :class:`~pytest_quantum_p1._clock.VirtualClock`, and then runs rules:
 
 - ``read`` / ``update`` on any instance, ``read_all`` (every policy on every
-  instance, delivering nothing first);
+  instance, delivering nothing first); ``update(read_back=True)`` reads on the
+  writer at once, its own invalidation still held;
+- ``split_update``: an update held between its commands (its storage write
+  and its publish, in whichever order the store sends them) while everything
+  it published is delivered and another instance reads, then a closing read;
 - ``deliver`` / ``drop`` / ``duplicate`` the oldest invalidation an instance
   has pending, or ``deliver_all``. Every invalidation is *held* on its way to
   each instance until one of these rules decides its fate, so "late" is simply
@@ -36,14 +40,30 @@ and checks, on every read (against :class:`~pytest_quantum_p1._stateful.model.Mo
    largest write-to-stale-read age is measured (:class:`MachineStats`);
 4. **nothing survives a link loss** — after ``disconnect`` and after
    ``reconnect``, the first read of each policy on that instance is a storage
-   read counted by the harness.
+   read counted by the harness (unless the instance wrote that policy itself
+   since: a write-through store may serve its own write);
+5. **read-your-writes** — once an instance's ``update_policy`` returned, it
+   never serves an older value of that policy (no pending invalidation
+   excuses it: it wrote the value itself).
+
+An invalidation delivered while its update is still running (``split_update``)
+may precede the storage write, so it does not count as delivered: a store that
+publishes before it stores, and publishes nothing after, is stale once the
+update returns; one that publishes again afterwards is excused by that one.
+A store whose ``update_policy`` waits until it hears its own invalidation is
+handed what it holds. A step that leaves a store busy (a listener that never
+comes back to its subscription) fails as ``unsettled``, and a store call that
+does not return as ``hung``; a store the machine cannot build, start or drive
+raises :class:`CouldNotRun` with the cause: no verdict.
 
 Every value written is ``{"v": n, ...}`` with a global counter ``n``, so
 "older" is well defined. Nothing sleeps: after each step the machine waits,
 driven by events, until every invalidation published has reached every
 instance's queue and every store is idle again, so the state after a step
 depends only on the steps, and failures shrink and replay (from Hypothesis's
-database or a seed).
+database or a seed). The waits are real seconds and public: ``settle_timeout``
+after a step, ``reconnect_timeout`` after a link step (a store that backs off
+before resubscribing needs it longer), ``step_timeout`` for the setup or a step.
 
 Use it by subclassing (``store_factory = ...``, then ``TestX = MyMachine.TestCase``)
 or with :func:`machine_for`; the acceptance run calls
@@ -60,11 +80,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
@@ -83,7 +104,7 @@ from hypothesis.stateful import (
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._redis.source import RedisSource
-from pytest_quantum_p1._stateful.instruments import FetchHold, MachineRedis
+from pytest_quantum_p1._stateful.instruments import CommandHold, FetchHold, MachineRedis
 from pytest_quantum_p1._stateful.model import (
     ErrorKind,
     Held,
@@ -99,8 +120,8 @@ from pytest_quantum_p1._stateful.strategies import (
     clock_seconds,
     garbage,
     in_flight_seconds,
-    policies,
-    policy_names,
+    name_sets,
+    policy_samples,
 )
 from pytest_quantum_p1._target import DEFAULT_CHANNEL, P1Target, StoreFactory
 
@@ -110,9 +131,14 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "DEFAULT_RECONNECT_TIMEOUT",
+    "DEFAULT_SETTLE_TIMEOUT",
+    "DEFAULT_STEP_TIMEOUT",
+    "CouldNotRun",
     "InvalidationError",
     "InvalidationMachine",
     "MachineStats",
+    "SharedClients",
     "machine_for",
     "machine_settings",
 ]
@@ -121,22 +147,41 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Seconds (real time) a whole step may take; waits inside have their own deadlines.
-_STEP_TIMEOUT = 30.0
+#: Real seconds a store may take to be idle again after a step (``settle_timeout``).
+DEFAULT_SETTLE_TIMEOUT = 5.0
+#: Real seconds a store may take to come back to its subscription after its link
+#: was cut or let through again (``reconnect_timeout``): a reconnect backoff.
+DEFAULT_RECONNECT_TIMEOUT = 5.0
+#: Real seconds a whole step, or the stores' setup, may take (``step_timeout``).
+DEFAULT_STEP_TIMEOUT = 30.0
+#: How often the teardown cancels again a task that a cancellation did not stop.
+_RECANCEL_EVERY = 0.05
 
 
 class InvalidationError(AssertionError):
     """A store broke a property the machine checks; ``kind`` says which.
 
     ``stale``, ``monotonic``, ``ttl``, ``link-loss``, ``impossible`` (a value
-    nobody wrote) or ``unsettled`` (the store did not come back to its
-    subscription: a stuck listener). The message ends with the steps of the
-    example, which after shrinking is the minimal failing sequence.
+    nobody wrote), ``read-your-writes`` (the writer served an older value after
+    its own update returned), ``unsettled`` (the store did not come back to its
+    subscription: a stuck listener) or ``hung`` (a store call did not return
+    within ``step_timeout``). The message ends with the steps of the example,
+    which after shrinking is the minimal failing sequence.
     """
 
     def __init__(self, message: str, *, kind: ErrorKind) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class CouldNotRun(Exception):
+    """No verdict: the stores could not be built, started or driven, and why.
+
+    The store factory or ``initialize()`` raised or did not return, the stores
+    did not settle after ``initialize()``, or a store call raised instead of
+    returning a value. Not an :class:`AssertionError`: a property-based test
+    reports it as an error of the test, not as a broken property.
+    """
 
 
 @dataclass
@@ -160,24 +205,117 @@ class MachineStats:
             setattr(self, figure.name, figure.default)
 
 
+class SharedClients:
+    """One event loop and one client per role, reused from one example to the next.
+
+    Making a client and its first connection costs more than most steps (1-2
+    ms on fakeredis), and an example needs one per instance plus the
+    machine's own: a search of hundreds of examples (``check_no_stale_reads``)
+    gives its machine class one of these, and closes it at the end. The
+    stores are still new in every example, and so are their subscriptions.
+    On a fakeredis server of its own (no ``make_client``, no ``redis_url``)
+    each example starts from an empty Redis, and the subscriptions of the last
+    one are removed from the server: fakeredis keeps a closed asyncio
+    connection subscribed, and would deliver every later message to it too.
+    """
+
+    def __init__(
+        self, make_client: Callable[[], Redis] | None = None, redis_url: str | None = None
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        #: Whether the server is ours alone, to empty between examples.
+        self.owned = make_client is None and redis_url is None
+        if make_client is None:
+            source = RedisSource.fake() if redis_url is None else RedisSource.external(redis_url)
+            make_client = source.client
+        self._make = make_client
+        self._clients: dict[object, Redis] = {}
+
+    def client(self, key: object) -> Redis:
+        """The client for ``key`` (made on first use, on :attr:`loop`)."""
+        if key not in self._clients:
+            self._clients[key] = self._make()
+        return self._clients[key]
+
+    async def begin(self, control: Any) -> None:
+        """Before an example: an empty Redis, when the server is ours."""
+        if self.owned:
+            await control.flushall()
+
+    async def end(self, control: Any) -> None:
+        """After an example: drop its subscriptions from a server of ours."""
+        if self.owned:
+            await control.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+    def close(self) -> None:
+        """Close the clients and the loop."""
+        loop = self.loop
+        try:
+            for client in self._clients.values():
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(client.aclose())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            self._clients.clear()
+            loop.close()
+
+
 # -- strategies that ask the running machine ---------------------------------------------
 
 
+# Each strategy below is built once per distinct value and reused: building
+# one on every draw (and Hypothesis validating it) cost more than the step.
+
+
+@functools.cache
+def _below(count: int) -> SearchStrategy[int]:
+    return st.integers(0, count - 1)
+
+
+@functools.cache
+def _one_of(indices: tuple[int, ...]) -> SearchStrategy[int]:
+    return st.sampled_from(indices)
+
+
+@functools.cache
+def _clock_for(ttl: float) -> SearchStrategy[float]:
+    return clock_seconds(ttl)
+
+
+@functools.cache
+def _in_flight_for(ttl: float) -> SearchStrategy[float]:
+    return in_flight_seconds(ttl)
+
+
 def _instances() -> SearchStrategy[int]:
-    return st.runner().flatmap(lambda m: st.integers(0, m.instance_count - 1))
+    return st.runner().flatmap(lambda m: _below(m.instance_count))
 
 
 def _where(select: str) -> SearchStrategy[int]:
     # Drawn among the instances where the rule can act, so no step is a no-op.
-    return st.runner().flatmap(lambda m: st.sampled_from(m._instances_where(select)))
+    return st.runner().flatmap(lambda m: _one_of(tuple(m._instances_where(select))))
 
 
 def _clock_steps() -> SearchStrategy[float]:
-    return st.runner().flatmap(lambda m: clock_seconds(m.ttl_s))
+    return st.runner().flatmap(lambda m: _clock_for(m.ttl_s))
 
 
 def _in_flight() -> SearchStrategy[float]:
-    return st.runner().flatmap(lambda m: in_flight_seconds(m.ttl_s))
+    return st.runner().flatmap(lambda m: _in_flight_for(m.ttl_s))
+
+
+# Named functions, not lambdas: Hypothesis describes each precondition on every
+# check, and describing a lambda means finding its source.
+def _any_pending(machine: InvalidationMachine) -> bool:
+    return bool(machine._instances_where("pending"))
+
+
+def _any_connected(machine: InvalidationMachine) -> bool:
+    return bool(machine._instances_where("connected"))
+
+
+def _any_disconnected(machine: InvalidationMachine) -> bool:
+    return bool(machine._instances_where("disconnected"))
 
 
 def _disabled(rule_method: Callable[..., None]) -> Callable[..., None]:
@@ -220,7 +358,11 @@ class InvalidationMachine(RuleBasedStateMachine):
       ``redis.asyncio`` client, called on the machine's loop; or ``redis_url``;
       default: a fresh fakeredis server per example;
     - ``disabled_rules``: rule names (``RULES``) to leave out, to focus a search;
-    - ``settle_timeout``: real seconds a store may take to become idle again after one step.
+    - ``settle_timeout``: real seconds a store may take to become idle again after one step;
+    - ``reconnect_timeout``: real seconds a store may take to come back to its
+      subscription after ``disconnect`` / ``reconnect`` (raise it for a store that
+      backs off before resubscribing);
+    - ``step_timeout``: real seconds the stores' setup, or one step, may take.
 
     ``stats`` (:class:`MachineStats`) accumulates figures over every example of the class.
     """
@@ -235,8 +377,11 @@ class InvalidationMachine(RuleBasedStateMachine):
     make_client: Callable[[], Redis] | None = None
     redis_url: ClassVar[str | None] = None
     disabled_rules: ClassVar[frozenset[str]] = frozenset()
-    # Public name kept; what it bounds is each wait for idle stores.
-    settle_timeout: ClassVar[float] = 5.0
+    settle_timeout: ClassVar[float] = DEFAULT_SETTLE_TIMEOUT
+    reconnect_timeout: ClassVar[float] = DEFAULT_RECONNECT_TIMEOUT
+    step_timeout: ClassVar[float] = DEFAULT_STEP_TIMEOUT
+    #: Set by a search (:class:`SharedClients`): examples reuse one loop and its clients.
+    shared: ClassVar[SharedClients | None] = None
     stats: ClassVar[MachineStats] = MachineStats()
 
     names = Bundle("names")
@@ -284,7 +429,12 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._insts: list[Instance] = []
         self._control: Any = None
         self._closed = False
-        self._loop = asyncio.new_event_loop()
+        #: The store calls under way, in words: what a step that overran was waiting for.
+        self._calling: list[str] = []
+        #: The calls a step's deadline cut short (they leave :attr:`_calling` as it fires).
+        self._cut_short: list[str] = []
+        shared = cls.shared
+        self._loop = asyncio.new_event_loop() if shared is None else shared.loop
         self._tasks: list[asyncio.Task[Any]] = []
         self._loop.set_task_factory(self._new_task)
         self._loop.set_exception_handler(self._loop_error)
@@ -312,40 +462,94 @@ class InvalidationMachine(RuleBasedStateMachine):
         return self._loop.run_until_complete(self._bounded(coro))
 
     async def _bounded(self, coro: Coroutine[Any, Any, T]) -> T:
+        timeout = type(self).step_timeout
+        scope = asyncio.timeout(timeout)
+        self._cut_short.clear()
         try:
-            async with asyncio.timeout(_STEP_TIMEOUT):
+            async with scope:
                 return await coro
-        except TimeoutError as exc:
-            step = self.trace[-1] if self.trace else "setup"
-            raise TimeoutError(
-                _messages.LOOP_CALL_TIMED_OUT.format(fn=step, timeout=_STEP_TIMEOUT)
-            ) from exc
+        except TimeoutError:
+            if not scope.expired():
+                raise  # not this deadline: someone else's timeout
+            calls = ", ".join(self._cut_short or self._calling) or _messages.MACHINE_NO_CALL
+            if not self.trace:
+                raise CouldNotRun(
+                    _messages.MACHINE_SETUP_TIMED_OUT.format(calls=calls, timeout=timeout)
+                ) from None
+            self._note_failure()
+            raise InvalidationError(
+                _messages.MACHINE_CALL_HUNG.format(
+                    calls=calls, timeout=timeout, step=self.trace[-1]
+                )
+                + self._trailer(),
+                kind="hung",
+            ) from None
 
-    def _make_client(self) -> Callable[[], Redis]:
-        """How this example's clients are made: ``make_client``, else from a :class:`RedisSource`."""
+    async def _store_call(self, what: str, call: Awaitable[T]) -> T:
+        """Await a call into the store; what it raises becomes :class:`CouldNotRun`."""
+        self._calling.append(what)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            self._cut_short.append(what)
+            raise
+        except (InvalidationError, CouldNotRun):
+            raise
+        except Exception as exc:
+            where = self.trace[-1] if self.trace else _messages.MACHINE_AT_SETUP
+            raise CouldNotRun(
+                _messages.MACHINE_STORE_RAISED.format(
+                    call=what, type=type(exc).__name__, error=exc, step=where
+                )
+                + (self._trailer() if self.trace else "")
+            ) from exc
+        finally:
+            self._calling.remove(what)
+
+    def _make_client(self) -> Callable[[object], Redis]:
+        """How this example's clients are made: ``make_client``, else from a :class:`RedisSource`.
+
+        Called with a key (``"control"`` or the instance's index): :attr:`shared`
+        hands out the same client for the same key in every example.
+        """
         cls = type(self)
-        if cls.make_client is not None:
-            return cls.make_client
-        # A fake source is a fresh server: each example starts from an empty Redis.
-        url = cls.redis_url
-        source = RedisSource.fake() if url is None else RedisSource.external(url)
-        return source.client
+        if cls.shared is not None:
+            return cls.shared.client
+        make = cls.make_client
+        if make is None:
+            # A fake source is a fresh server: each example starts from an empty Redis.
+            url = cls.redis_url
+            make = (RedisSource.fake() if url is None else RedisSource.external(url)).client
+        return lambda _key: make()
 
     async def _open(self, factory: StoreFactory) -> None:
         make_client = self._make_client()
-        self._control = make_client()
+        self._control = make_client("control")
+        shared = type(self).shared
+        if shared is not None:
+            await shared.begin(self._control)
         for index in range(self.instance_count):
-            observed = MachineRedis(make_client(), label=f"instance {index}")
+            observed = MachineRedis(make_client(index), label=f"instance {index}")
             try:
                 # The proxy forwards the client interface the store uses.
                 store = factory(cast("Redis", observed), self.clock)
-            except BaseException:
+            except Exception as exc:
                 await observed.aclose()  # not yet an instance: teardown would miss it
-                raise
+                raise CouldNotRun(
+                    _messages.MACHINE_FACTORY_RAISED.format(
+                        instance=index, type=type(exc).__name__, error=exc
+                    )
+                ) from exc
             self._insts.append(Instance(index, observed, store))
         for inst in self._insts:
-            await inst.store.initialize()
-        await self._quiesce("initialize()")
+            await self._store_call(
+                _messages.MACHINE_CALL.format(instance=inst.index, call="initialize()"),
+                inst.store.initialize(),
+            )
+        try:
+            await self._quiesce("initialize()")
+        except InvalidationError as exc:
+            raise CouldNotRun(_messages.MACHINE_SETUP_UNSETTLED.format(detail=exc)) from None
 
     def teardown(self) -> None:
         """Close the stores, the clients and the loop (never raises: a failure may be in flight)."""
@@ -356,9 +560,11 @@ class InvalidationMachine(RuleBasedStateMachine):
             return
         self._closed = True
         loop = self._loop
+        shared = type(self).shared is not None
         try:
             loop.run_until_complete(self._shutdown())
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            if not shared:  # a shared loop goes on: its async generators too
+                loop.run_until_complete(loop.shutdown_asyncgens())
         except Exception:
             logger.exception("closing %s failed", type(self).__name__)
         finally:
@@ -366,7 +572,8 @@ class InvalidationMachine(RuleBasedStateMachine):
                 if task.done() and not task.cancelled():
                     task.exception()  # retrieved: no "never retrieved" noise at GC
             self._tasks.clear()
-            loop.close()
+            if not shared:
+                loop.close()
 
     async def _shutdown(self) -> None:
         for inst in self._insts:
@@ -377,24 +584,35 @@ class InvalidationMachine(RuleBasedStateMachine):
             except Exception as exc:  # a broken store's close; the verdict is elsewhere
                 logger.warning("instance %d: store.close() failed: %r", inst.index, exc)
         me = asyncio.current_task()
+        shared = type(self).shared
         for inst in self._insts:
             with contextlib.suppress(Exception):
-                await inst.observed.close_pubsubs()
-            with contextlib.suppress(Exception):
-                await inst.observed.aclose()
+                await _until_done(inst.observed.close_pubsubs())
+            if shared is None:
+                with contextlib.suppress(Exception):
+                    await inst.observed.aclose()
         if self._control is not None:
             with contextlib.suppress(Exception):
-                await self._control.aclose()
+                if shared is None:
+                    await self._control.aclose()
+                else:
+                    await shared.end(self._control)
         leftovers = [t for t in asyncio.all_tasks() if t is not me]
         for task in leftovers:
             task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
+        await _until_done(asyncio.gather(*leftovers, return_exceptions=True))
 
     # -- quiescence -----------------------------------------------------------------
 
-    async def _quiesce(self, step: str, write: Write | None = None) -> None:
-        """Return once every published message is queued and every store is idle."""
-        timeout = type(self).settle_timeout
+    async def _quiesce(
+        self, step: str, write: Write | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Return once every published message is queued and every store is idle.
+
+        ``timeout`` bounds each wait (default ``settle_timeout``).
+        """
+        hint = "" if timeout is None else _messages.MACHINE_RECONNECT_HINT
+        timeout = type(self).settle_timeout if timeout is None else timeout
         if write is not None:
             self._markers += 1
             marker = f"{self._marker_prefix}{self._markers}"
@@ -402,7 +620,7 @@ class InvalidationMachine(RuleBasedStateMachine):
             # One at a time: once held, a marker stays held, so no wait undoes another.
             for inst in self._insts:
                 await self._wait_marker(inst, marker, step, timeout)
-        await self._wait_all_idle(step, timeout)
+        await self._wait_all_idle(step, timeout, hint)
         self._absorb(write)
         self._collect_deaths()
 
@@ -429,7 +647,7 @@ class InvalidationMachine(RuleBasedStateMachine):
                 kind="unsettled",
             ) from None
 
-    async def _wait_all_idle(self, step: str, timeout: float) -> None:
+    async def _wait_all_idle(self, step: str, timeout: float, hint: str = "") -> None:
         # Usually every store is idle already: then nothing is awaited at all.
         deadline = time.monotonic() + timeout
         while late := [inst for inst in self._insts if not inst.observed.idle()]:
@@ -451,6 +669,7 @@ class InvalidationMachine(RuleBasedStateMachine):
                 _messages.MACHINE_NOT_IDLE.format(
                     instance=inst.index, timeout=timeout, step=step, whereabouts=where
                 )
+                + hint
             )
         self._note_failure()
         raise InvalidationError("\n".join(lines) + self._trailer(), kind="unsettled")
@@ -519,21 +738,25 @@ class InvalidationMachine(RuleBasedStateMachine):
         if ps is None or not inst.queue or not ps.live:
             return False
         ps.strip_markers(self._marker_prefix)
-        fate = inst.queue[0].fate(inst.index)
-        if action == "duplicate":
-            ps.duplicate(1)
-            fate.delivered += 1
-            fate.delivered_at.append(len(self.trace))
+        head = inst.queue[0]
+        fate = head.fate(inst.index)
+        if action != "drop":
+            if action == "duplicate":
+                ps.duplicate(1)
+            else:
+                inst.queue.pop(0)
+                fate.pending -= 1
+                ps.deliver(1)
+            if head.write is not None and not head.write.committed:
+                fate.early += 1
+            else:
+                fate.delivered += 1
+                fate.delivered_at.append(len(self.trace))
             return True
         inst.queue.pop(0)
         fate.pending -= 1
-        if action == "deliver":
-            ps.deliver(1)
-            fate.delivered += 1
-            fate.delivered_at.append(len(self.trace))
-        else:
-            ps.drop(1)
-            fate.dropped += 1
+        ps.drop(1)
+        fate.dropped += 1
         return True
 
     def _deliver_everything(self) -> None:
@@ -550,8 +773,12 @@ class InvalidationMachine(RuleBasedStateMachine):
 
     async def _read(self, inst: Instance, name: str) -> None:
         start = self._model.start_read(inst, name)
-        value = await inst.store.get_policy(name)
+        value = await self._get(inst, name)
         self._judge(inst, start, value)
+
+    def _get(self, inst: Instance, name: str) -> Awaitable[Mapping[str, Any]]:
+        what = _messages.MACHINE_CALL.format(instance=inst.index, call=f"get_policy({name!r})")
+        return self._store_call(what, inst.store.get_policy(name))
 
     def _judge(self, inst: Instance, start: ReadStart, value: Mapping[str, Any]) -> None:
         __tracebackhide__ = True
@@ -607,26 +834,105 @@ class InvalidationMachine(RuleBasedStateMachine):
         return self._insts[instance]
 
     async def _update(self, writer: int, name: str, policy: Mapping[str, Any], step: str) -> Write:
+        write, body = self._begin(writer, name, policy)
+        await self._finish_update(write, self._start_update(write, body), step)
+        await self._commit(write, step)
+        return write
+
+    def _start_update(self, write: Write, body: Mapping[str, Any]) -> asyncio.Future[None]:
+        store = self._inst(write.writer).store
+        call = self._store_call(self._update_call(write), store.update_policy(write.name, body))
+        return asyncio.ensure_future(call)
+
+    async def _finish_update(
+        self,
+        write: Write,
+        update: asyncio.Future[None],
+        step: str,
+        *,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Await an update; if it waits to hear its own invalidation, let it hear it.
+
+        With ``until``, return as soon as ``until()`` is true instead (the
+        update may still be running then).
+
+        A store may return from ``update_policy`` only once its own
+        invalidation came back and dropped its copy. Here every message waits
+        until a rule decides its fate, so such an update would never return:
+        when the writer holds a message and the update is still waiting after
+        a round trip through Redis, everything the writer holds is delivered
+        to it (its own invalidation included).
+        """
+        inst = self._inst(write.writer)
+        signal = inst.observed.signal
+        update.add_done_callback(lambda _: signal.notify())
+
+        def stop() -> bool:
+            return update.done() or (until is not None and until())
+
+        def holds_more() -> bool | None:
+            if stop():
+                return True
+            ps = inst.observed.machine_pubsub
+            held = ps.real_held(self._marker_prefix) if ps is not None and ps.live else 0
+            return True if held > len(inst.queue) else None
+
+        await signal.wait_until(holds_more, None)
+        if not stop():
+            await self._quiesce(step, write)  # a round trip: what it sent is held, tagged
+            if not stop():
+                while self._head(inst, "deliver"):
+                    pass
+        if until is None:
+            await update
+        else:
+            await signal.wait_until(lambda: True if stop() else None, None)
+
+    def _begin(
+        self, writer: int, name: str, policy: Mapping[str, Any]
+    ) -> tuple[Write, dict[str, Any]]:
         version, body = self._model.next_body(policy)
-        await self._inst(writer).store.update_policy(name, body)
-        write = self._model.record(
+        write = self._model.begin(
             version, name, at=self.clock(), step=len(self.trace), writer=writer
         )
+        return write, body
+
+    @staticmethod
+    def _update_call(write: Write) -> str:
+        return _messages.MACHINE_CALL.format(
+            instance=write.writer, call=f"update_policy({write.name!r}, v{write.version})"
+        )
+
+    async def _commit(self, write: Write, step: str) -> None:
+        """The update returned: tag what it published, and make it the value to read."""
         await self._quiesce(step, write)
-        return write
+        self._model.commit(write)
+        # It wrote the value itself: serving it is no value cached across a
+        # link loss (what it cached before is still checked, by name, after
+        # the next link event).
+        self._inst(write.writer).must_fetch.pop(write.name, None)
 
     def _must_refetch(self, inst: Instance, event: str) -> None:
         # What it cached may have missed invalidations: each name's next read must fetch.
         inst.must_fetch = dict.fromkeys(self._model.names, event)
 
-    @initialize(target=names, names=st.lists(policy_names(), min_size=1, max_size=3, unique=True))
+    @initialize(target=names, names=name_sets())
     def create_policies(self, names: list[str], policy: Mapping[str, Any] | None = None) -> Any:
         """Write a first version of each name and deliver everything: a clean start."""
         step = self._enter("create_policies", names=names)
 
         async def run() -> None:
+            # One wait for all of them: everything they publish is delivered at
+            # once, so no message needs to be told apart from the others.
+            writes = []
             for name in names:
-                await self._update(0, name, policy or {}, step)
+                write, body = self._begin(0, name, policy or {})
+                await self._finish_update(write, self._start_update(write, body), step)
+                writes.append(write)
+            await self._quiesce(step, writes[-1])
+            for write in writes:
+                self._model.commit(write)
             self._deliver_everything()
             await self._quiesce(step)
 
@@ -656,11 +962,68 @@ class InvalidationMachine(RuleBasedStateMachine):
 
         self._run(run())
 
-    @rule(instance=_instances(), name=names, policy=policies())
-    def update(self, instance: int, name: str, policy: Mapping[str, Any]) -> None:
-        """``update_policy(name, policy + {"v": n})`` on one instance."""
-        step = self._enter("update", instance=instance, name=name, policy=policy)
-        self._run(self._update(instance, name, policy, step))
+    @rule(instance=_instances(), name=names, policy=policy_samples(), read_back=st.booleans())
+    def update(
+        self, instance: int, name: str, policy: Mapping[str, Any], read_back: bool = False
+    ) -> None:
+        """``update_policy(name, policy + {"v": n})`` on one instance.
+
+        With ``read_back``, the writer then reads ``name`` at once, its own
+        invalidation still held: it must serve what it wrote (read-your-writes).
+        """
+        step = self._enter(
+            "update", instance=instance, name=name, policy=policy, read_back=read_back
+        )
+
+        async def run() -> None:
+            await self._update(instance, name, policy, step)
+            if read_back:
+                await self._read(self._inst(instance), name)
+                await self._quiesce(step)
+
+        self._run(run())
+
+    @rule(writer=_instances(), reader=_instances(), name=names, after=st.sampled_from((1, 2)))
+    def split_update(self, writer: int, reader: int, name: str, after: int = 1) -> None:
+        """An update held between its commands, while another instance reads.
+
+        ``update_policy`` on ``writer`` sends ``after`` command(s); the next is
+        held (between the storage write and the publish, in whichever order the
+        store sends them). Meanwhile everything it published is delivered and
+        ``reader`` reads ``name``; then the update completes and ``reader``
+        reads again. A store that publishes before it stores lets the reader
+        refill the old value after the invalidation: that closing read is then
+        stale. An update sent as one command (a transaction, a script) is never
+        held. The reader does not read while the writer is held when they are
+        the same instance: a store may serialise its own calls.
+        """
+        step = self._enter("split_update", writer=writer, reader=reader, name=name, after=after)
+        self._run(self._split_update(step, writer, reader, name, after))
+
+    async def _split_update(
+        self, step: str, writer: int, reader: int, name: str, after: int
+    ) -> None:
+        source, target = self._inst(writer), self._inst(reader)
+        write, body = self._begin(writer, name, {})
+        gate = CommandHold(after, on_capture=source.observed.signal.notify)
+        source.observed.command_gate = gate
+        update = self._start_update(write, body)
+        try:
+            await self._finish_update(write, update, step, until=gate.captured.is_set)
+            if gate.captured.is_set():
+                await self._quiesce(step, write)  # what it sent so far is queued, tagged
+                self._deliver_everything()
+                await self._quiesce(step)
+                if target is not source:
+                    await self._read(target, name)
+                    await self._quiesce(step)
+        finally:
+            gate.released.set()
+            source.observed.command_gate = None
+        await self._finish_update(write, update, step)
+        await self._commit(write, step)
+        await self._read(target, name)
+        await self._quiesce(step)
 
     def _message_step(
         self, rule_name: Literal["deliver", "drop", "duplicate"], instance: int
@@ -673,25 +1036,25 @@ class InvalidationMachine(RuleBasedStateMachine):
 
         self._run(run())
 
-    @precondition(lambda self: bool(self._instances_where("pending")))
+    @precondition(_any_pending)
     @rule(instance=_where("pending"))
     def deliver(self, instance: int) -> None:
         """Hand the instance its oldest pending invalidation."""
         self._message_step("deliver", instance)
 
-    @precondition(lambda self: bool(self._instances_where("pending")))
+    @precondition(_any_pending)
     @rule(instance=_where("pending"))
     def drop(self, instance: int) -> None:
         """Lose the instance's oldest pending invalidation."""
         self._message_step("drop", instance)
 
-    @precondition(lambda self: bool(self._instances_where("pending")))
+    @precondition(_any_pending)
     @rule(instance=_where("pending"))
     def duplicate(self, instance: int) -> None:
         """Hand the instance a copy of its oldest pending invalidation (the original stays)."""
         self._message_step("duplicate", instance)
 
-    @precondition(lambda self: bool(self._instances_where("pending")))
+    @precondition(_any_pending)
     @rule()
     def deliver_all(self) -> None:
         """Hand every instance everything pending."""
@@ -703,7 +1066,7 @@ class InvalidationMachine(RuleBasedStateMachine):
 
         self._run(run())
 
-    @precondition(lambda self: bool(self._instances_where("connected")))
+    @precondition(_any_connected)
     @rule(instance=_where("connected"))
     def disconnect(self, instance: int) -> None:
         """Cut the instance's pub/sub link; its resubscription waits for ``reconnect``."""
@@ -718,11 +1081,11 @@ class InvalidationMachine(RuleBasedStateMachine):
                 if ps is inst.pubsub:
                     inst.lose_queue()
             self._must_refetch(inst, _messages.MACHINE_LINK_CUT_AT.format(step=len(self.trace)))
-            await self._quiesce(step)
+            await self._quiesce(step, timeout=type(self).reconnect_timeout)
 
         self._run(run())
 
-    @precondition(lambda self: bool(self._instances_where("disconnected")))
+    @precondition(_any_disconnected)
     @rule(instance=_where("disconnected"))
     def reconnect(self, instance: int) -> None:
         """Let the instance resubscribe, and wait until Redis confirmed it."""
@@ -733,7 +1096,7 @@ class InvalidationMachine(RuleBasedStateMachine):
             if inst.observed.link_allowed.is_set():
                 return
             inst.observed.allow_link()
-            await self._quiesce(step)
+            await self._quiesce(step, timeout=type(self).reconnect_timeout)
             self._must_refetch(inst, _messages.MACHINE_LINK_BACK_AT.format(step=len(self.trace)))
 
         self._run(run())
@@ -797,7 +1160,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         gate = FetchHold()
         inst.observed.fetch_gate = gate
         start = self._model.start_read(inst, name)
-        read = asyncio.ensure_future(inst.store.get_policy(name))
+        read = asyncio.ensure_future(self._get(inst, name))
         captured = asyncio.ensure_future(gate.captured.wait())
         try:
             await asyncio.wait({read, captured}, return_when=asyncio.FIRST_COMPLETED)
@@ -860,6 +1223,23 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._run(run())
 
 
+async def _until_done(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``, cancelling again every task a cancellation did not stop.
+
+    On Python 3.11, redis-py's pubsub ``get_message`` can lose a cancellation
+    that races its result (``asyncio.wait_for``): the task stays "cancelling"
+    for ever, and whatever waits for it (closing a pubsub, the teardown) hangs.
+    """
+    future = asyncio.ensure_future(awaitable)
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=_RECANCEL_EVERY)
+        if done:
+            return future.result()
+        for task in asyncio.all_tasks():
+            if task.cancelling() and not task.done():
+                task.cancel()
+
+
 # -- configuration helpers ------------------------------------------------------------
 
 
@@ -894,15 +1274,27 @@ def machine_for(
     channel: str | None = None,
     disabled_rules: Sequence[str] = (),
     name: str | None = None,
+    settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
+    reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT,
 ) -> type[InvalidationMachine]:
     """An :class:`InvalidationMachine` subclass for a target or a store factory.
 
     From a :class:`~pytest_quantum_p1.P1Target`, ``ttl`` and ``channel``
     default to its ``policy_ttl`` and ``invalidation_channel``; from a bare
     factory, to ``DEFAULT_TTL`` and :data:`~pytest_quantum_p1._target.DEFAULT_CHANNEL`.
-    Run it with ``TestX = machine_for(...).TestCase`` or
-    :func:`~hypothesis.stateful.run_state_machine_as_test`.
+    The timeouts are the machine's waits, in real seconds (see
+    :class:`InvalidationMachine`): a store with a 10 s reconnect backoff is
+    checked with ``reconnect_timeout=15``. Run it with ``TestX =
+    machine_for(...).TestCase`` or :func:`~hypothesis.stateful.run_state_machine_as_test`.
     """
+    for label, value in (
+        ("settle_timeout", settle_timeout),
+        ("reconnect_timeout", reconnect_timeout),
+        ("step_timeout", step_timeout),
+    ):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(_messages.MACHINE_BAD_TIMEOUT.format(name=label, value=value))
     if isinstance(target, P1Target):
         factory: StoreFactory = target.store_factory
         ttl = target.policy_ttl if ttl is None else ttl
@@ -919,6 +1311,9 @@ def machine_for(
         "make_client": None if make_client is None else staticmethod(make_client),
         "redis_url": redis_url,
         "disabled_rules": frozenset(disabled_rules),
+        "settle_timeout": float(settle_timeout),
+        "reconnect_timeout": float(reconnect_timeout),
+        "step_timeout": float(step_timeout),
         "__module__": __name__,
     }
     return cast("type[InvalidationMachine]", type(label, (InvalidationMachine,), namespace))

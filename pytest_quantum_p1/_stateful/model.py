@@ -39,8 +39,18 @@ __all__ = [
 #: The key every written policy carries: a global write counter.
 VERSION_KEY: Final = "v"
 
-#: Which property a store broke (``unsettled``: it did not become idle again).
-ErrorKind = Literal["stale", "monotonic", "ttl", "link-loss", "impossible", "unsettled"]
+#: Which property a store broke (``unsettled``: it did not become idle again;
+#: ``hung``: one of its calls did not return).
+ErrorKind = Literal[
+    "stale",
+    "monotonic",
+    "ttl",
+    "link-loss",
+    "impossible",
+    "read-your-writes",
+    "unsettled",
+    "hung",
+]
 
 
 @dataclass
@@ -52,6 +62,10 @@ class Fate:
     dropped: int = 0
     lost: int = 0
     delivered_at: list[int] = field(default_factory=list)
+    #: Delivered while the update was still running (before ``update_policy``
+    #: returned): it may precede the storage write, so it proves nothing about
+    #: the new value and does not count as :attr:`delivered`.
+    early: int = 0
 
     def describe(self) -> str:
         """This fate in words, for a failure's evidence."""
@@ -59,6 +73,8 @@ class Fate:
             steps = ", ".join(str(s) for s in self.delivered_at)
             return _messages.MACHINE_FATE_DELIVERED.format(steps=steps)
         parts = []
+        if self.early:
+            parts.append(_messages.MACHINE_FATE_EARLY.format(count=self.early))
         if self.pending:
             parts.append(_messages.MACHINE_FATE_PENDING.format(count=self.pending))
         if self.dropped:
@@ -85,6 +101,8 @@ class Write:
     step: int
     writer: int
     fates: dict[int, Fate] = field(default_factory=dict)
+    #: Whether its ``update_policy`` returned (see :meth:`Model.commit`).
+    committed: bool = False
 
     def fate(self, instance: int) -> Fate:
         """What became of this write's invalidation on the way to ``instance``."""
@@ -141,6 +159,8 @@ class ReadStart:
     #: The highest version the instance had returned.
     seen: int
     storage_reads: int
+    #: The latest version this instance itself had written (its update had returned).
+    own: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,6 +195,8 @@ class Model:
         self._version = 0
         self._writes: dict[str, list[Write]] = {}
         self._bodies: dict[int, dict[str, Any]] = {}
+        #: Per name, the write whose ``update_policy`` is running: either value may be read.
+        self._in_flight: dict[str, Write] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -189,19 +211,34 @@ class Model:
         self._bodies[version] = body
         return version, body
 
-    def record(self, version: int, name: str, *, at: float, step: int, writer: int) -> Write:
-        """The store wrote ``version`` of ``name``: from now on it is the one to read."""
+    def begin(self, version: int, name: str, *, at: float, step: int, writer: int) -> Write:
+        """``update_policy`` of ``version`` started: reads may return it, or what came before."""
         write = Write(version, name, at, step, writer)
-        self._writes.setdefault(name, []).append(write)
+        self._in_flight[name] = write
+        return write
+
+    def commit(self, write: Write) -> None:
+        """``update_policy`` returned: from now on ``write`` is the one to read."""
+        if self._in_flight.get(write.name) is write:
+            del self._in_flight[write.name]
+        write.committed = True
+        self._writes.setdefault(write.name, []).append(write)
+
+    def record(self, version: int, name: str, *, at: float, step: int, writer: int) -> Write:
+        """The store wrote ``version`` of ``name`` (:meth:`begin` and :meth:`commit` at once)."""
+        write = self.begin(version, name, at=at, step=step, writer=writer)
+        self.commit(write)
         return write
 
     def start_read(self, inst: Instance, name: str) -> ReadStart:
         """Note what a read of ``name`` on ``inst`` may return, before it starts."""
+        history = self._writes[name]
         return ReadStart(
             name=name,
-            floor=self._writes[name][-1].version,
+            floor=history[-1].version,
             seen=inst.seen.get(name, 0),
             storage_reads=inst.observed.storage_reads,
+            own=max((w.version for w in history if w.writer == inst.index), default=0),
         )
 
     def judge(
@@ -212,7 +249,11 @@ class Model:
         history = self._writes[name]
         version = value.get(VERSION_KEY) if isinstance(value, Mapping) else None
         written = self._bodies.get(version) if isinstance(version, int) else None
-        if written is None or not any(w.version == version for w in history):
+        in_flight = self._in_flight.get(name)
+        known = any(w.version == version for w in history) or (
+            in_flight is not None and in_flight.version == version
+        )
+        if written is None or not known:
             return Verdict(Violation("impossible", self._impossible(inst, name, value)))
         assert isinstance(version, int)
         if dict(value) != written:
@@ -235,6 +276,12 @@ class Model:
                 return Verdict(Violation("link-loss", head, inst, name, version))
             del inst.must_fetch[name]
         inst.seen[name] = max(inst.seen.get(name, 0), version)
+        if version < start.own:
+            # Its own update had returned: no pending invalidation excuses the old value.
+            head = _messages.MACHINE_NOT_READ_YOUR_WRITES.format(
+                instance=inst.index, name=name, version=version, own=start.own
+            )
+            return Verdict(Violation("read-your-writes", head, inst, name, version, fetched))
         if version >= start.floor:
             return Verdict()
         # Older than storage held when the read started: only a missing

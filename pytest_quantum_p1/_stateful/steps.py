@@ -21,7 +21,7 @@ from pytest_quantum_p1._stateful.strategies import (
     clock_seconds,
     garbage,
     in_flight_seconds,
-    policies,
+    policy_samples,
 )
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ RULES: Final = (
     "read",
     "read_all",
     "update",
+    "split_update",
     "deliver",
     "drop",
     "duplicate",
@@ -102,7 +103,8 @@ def operations(
     one = st.one_of(
         op("read", instance=inst, name=name),
         op("read_all"),
-        op("update", instance=inst, name=name, policy=policies()),
+        op("update", instance=inst, name=name, policy=policy_samples(), read_back=st.booleans()),
+        op("split_update", writer=inst, reader=inst, name=name, after=st.sampled_from((1, 2))),
         op("deliver", instance=inst),
         op("drop", instance=inst),
         op("duplicate", instance=inst),

@@ -3,6 +3,13 @@
 One definition each for :class:`~pytest_quantum_p1._stateful.machine.InvalidationMachine`
 and :func:`~pytest_quantum_p1._stateful.steps.operations`, so a pinned sequence draws
 what the machine would.
+
+The machine draws names and policies from small fixed pools
+(:func:`name_sets`, :func:`policy_samples`): which value a store serves, not
+what it looks like, is what a stale read is about, and drawing from a pool
+costs almost nothing where a regex or a recursive JSON strategy cost more than
+the step itself. :func:`policy_names` and :func:`policies` draw the whole
+space, for a team's own tests of what a store does with a name or a policy.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TTL",
+    "MACHINE_NAMES",
+    "SAMPLE_POLICIES",
     "clock_seconds",
     "garbage",
     "in_flight_seconds",
+    "name_sets",
     "policies",
     "policy_names",
+    "policy_samples",
 ]
 
 #: The seed's TTL (``self._cache_ttl = 10``).
@@ -31,6 +42,21 @@ DEFAULT_TTL: Final = 10.0
 
 _NAME_PATTERN: Final = r"[a-z][a-z0-9_-]{0,15}"
 _KEY_ALPHABET: Final = string.ascii_lowercase + string.digits + "_"
+
+#: The names the machine's policies take: 1-3 per scenario, so operations collide on them.
+MACHINE_NAMES: Final = ("a", "b", "c")
+
+#: What the machine's updates write (with ``"v"`` added): JSON of every kind a
+#: store must give back as written (nesting, unicode, a line separator, floats,
+#: integers past 32 bits, null, an empty object).
+SAMPLE_POLICIES: Final[tuple[dict[str, Any], ...]] = (
+    {},
+    {"max": 10},
+    {"mode": "shadow", "limits": {"rps": 250, "burst": 1.5}},
+    {"allow": ["x", "y"], "note": "caf\u00e9 \u2713 \u2028 end"},
+    {"none": None, "flag": True, "big": 2**53, "neg": -0.25},
+    {"deep": {"a": {"b": {"c": [1, [2, {}]]}}}},
+)
 
 
 def policy_names() -> SearchStrategy[str]:
@@ -64,6 +90,16 @@ def policies() -> SearchStrategy[dict[str, Any]]:
     """Small JSON objects (str keys, JSON values), without the machine's ``"v"`` key."""
     keys = st.text(_KEY_ALPHABET, min_size=1, max_size=8).filter(lambda k: k != VERSION_KEY)
     return st.dictionaries(keys, _json_values(), max_size=3)
+
+
+def name_sets() -> SearchStrategy[list[str]]:
+    """The names a scenario starts with: the first 1-3 of :data:`MACHINE_NAMES` (shrinks to one)."""
+    return st.integers(1, len(MACHINE_NAMES)).map(lambda k: list(MACHINE_NAMES[:k]))
+
+
+def policy_samples() -> SearchStrategy[dict[str, Any]]:
+    """One of :data:`SAMPLE_POLICIES` (shrinks to ``{}``)."""
+    return st.sampled_from(SAMPLE_POLICIES)
 
 
 def garbage() -> SearchStrategy[bytes]:

@@ -5,11 +5,13 @@
 - :mod:`.imports`: the v2 imports of one parsed module (the AST walk, ``HOW_*``);
 - :mod:`.scan`: the static check over the source roots (:func:`scan_v2_usage`, its result,
   its message);
-- :mod:`.files`: the legacy files are gone (:func:`check_removed`), the docs carry the notice
-  (:func:`check_docs`);
+- :mod:`.files`: the legacy files are gone where they lived (:func:`check_removed`,
+  :func:`homeless`), the docs carry the notice (:func:`check_docs`);
 - :mod:`.patch`: one recording ``__new__`` per watched class, and the class given back;
 - :mod:`.guard`: the run-time check (:class:`V2Guard`: who constructs the v2 engine class;
-  :func:`load_engine_class`).
+  :func:`engines_held_by`, :func:`load_engine_class`);
+- :mod:`.warning`: where a construction's ``warnings.warn`` calls sit (:func:`construct_traced`),
+  so a misplaced DeprecationWarning gets advice the evidence supports.
 
 Usable without pytest: beyond the standard library they import only the harness's texts
 (and the ``module:attr`` resolver, once the guard is given a spec). The plugin imports
@@ -19,10 +21,11 @@ acceptance checks, public face, tests) uses.
 
 from __future__ import annotations
 
-from pytest_quantum_p1._v2.files import check_docs, check_removed
+from pytest_quantum_p1._v2.files import check_docs, check_removed, homeless
 from pytest_quantum_p1._v2.guard import (
     V2Construction,
     V2Guard,
+    engines_held_by,
     format_runtime_violations,
     load_engine_class,
 )
@@ -32,6 +35,7 @@ from pytest_quantum_p1._v2.imports import (
     HOW_IMPORT,
     HOW_IMPORT_MODULE,
 )
+from pytest_quantum_p1._v2.modules import bridge_list
 from pytest_quantum_p1._v2.scan import (
     V2FileError,
     V2ScanResult,
@@ -40,22 +44,31 @@ from pytest_quantum_p1._v2.scan import (
     format_violations,
     scan_v2_usage,
 )
+from pytest_quantum_p1._v2.sources import python_files
+from pytest_quantum_p1._v2.warning import Traced, WarnCall, construct_traced
 
 __all__ = [
     "HOW_DUNDER_IMPORT",
     "HOW_FROM",
     "HOW_IMPORT",
     "HOW_IMPORT_MODULE",
+    "Traced",
     "V2Construction",
     "V2FileError",
     "V2Guard",
     "V2ScanResult",
     "V2Unresolved",
     "V2Violation",
+    "WarnCall",
+    "bridge_list",
     "check_docs",
     "check_removed",
+    "construct_traced",
+    "engines_held_by",
     "format_runtime_violations",
     "format_violations",
+    "homeless",
     "load_engine_class",
+    "python_files",
     "scan_v2_usage",
 ]

@@ -1,13 +1,14 @@
 """The file-level P1-3 checks: the legacy v2 files are gone, the docs carry the notice.
 
-:func:`check_removed` looks for removed paths (by path and by name under the
-source roots); :func:`check_docs` looks for the deprecation notice's phrases.
+:func:`check_removed` looks for removed paths where they lived (never by name
+elsewhere: a name is no evidence), :func:`homeless` names those whose directory
+is gone (nothing was looked at); :func:`check_docs` looks for the deprecation
+notice's phrases.
 Imports only the standard library and the harness's texts.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Sequence
@@ -15,47 +16,40 @@ from pathlib import Path
 from typing import Final
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._v2.sources import walk
 
-__all__ = ["check_docs", "check_removed"]
+__all__ = ["check_docs", "check_removed", "homeless"]
 
 _GLOB_CHARS: Final = re.compile(r"[*?\[]")
 
 
-def check_removed(removed_paths: Sequence[Path], source_roots: Sequence[Path]) -> list[Path]:
-    """The removed paths that still exist, sorted and without duplicates.
+def check_removed(removed_paths: Sequence[Path]) -> list[Path]:
+    """The removed paths that still exist where they lived, sorted and without duplicates.
 
-    For each path: the path itself, plus any file or directory anywhere under
-    the roots with the same name (a file that moved is not a file removed).
-    A name may be a glob (``test_v2_*.py``), matched the same way.
+    Each path is looked for at its own place only; a name may be a glob
+    (``test_v2_*.py``), matched in the path's own directory. A file of the same
+    name elsewhere is not evidence of anything: it may be an unrelated live
+    module, or the legacy file archived, which the seed allows ("Delete or
+    archive").
     """
     found: dict[str, Path] = {}
-
-    def add(path: Path) -> None:
-        found.setdefault(os.path.abspath(path), Path(os.path.abspath(path)))
-
-    patterns: list[str] = []
     for removed in removed_paths:
         removed = Path(removed)
         if _GLOB_CHARS.search(removed.name):
-            for match in removed.parent.glob(removed.name):
-                add(match)
-        elif os.path.lexists(removed):
-            add(removed)
-        patterns.append(removed.name)
-    if not patterns:
-        return []
-    exact = {p for p in patterns if not _GLOB_CHARS.search(p)}
-    globs = [p for p in patterns if _GLOB_CHARS.search(p)]
-    for root in source_roots:
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        for current, dirnames, filenames in walk(root):
-            for name in (*dirnames, *filenames):
-                if name in exact or any(fnmatch.fnmatchcase(name, g) for g in globs):
-                    add(current / name)
+            matches = list(removed.parent.glob(removed.name))
+        else:
+            matches = [removed] if os.path.lexists(removed) else []
+        for match in matches:
+            found.setdefault(os.path.abspath(match), Path(os.path.abspath(match)))
     return sorted(found.values())
+
+
+def homeless(removed_paths: Sequence[Path]) -> list[Path]:
+    """The removed paths whose own directory does not exist.
+
+    Such a path is absent trivially: a mistyped path (or a root relative to
+    another working directory) would pass without anything being looked at.
+    """
+    return [Path(p) for p in removed_paths if not Path(p).parent.is_dir()]
 
 
 _EMPHASIS: Final = re.compile(r"[*_`]+")

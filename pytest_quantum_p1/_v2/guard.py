@@ -2,8 +2,9 @@
 
 The guard attaches a recorder to the class through :mod:`.patch` (its
 ``__new__``, never its ``__init__``), attributes each construction to the
-first frame outside the v2 modules, and words the violations for the user
-(:func:`format_runtime_violations`). :func:`load_engine_class` turns
+first frame outside the engine's own module, and words the violations for the
+user (:func:`format_runtime_violations`). :func:`engines_held_by` finds engines
+built before any guard could see them (at import) that a bridge holds. :func:`load_engine_class` turns
 ``P1Target.v2.engine_class`` into the class, through the harness's one
 ``module:attr`` resolver. Imports the standard library and the harness's
 texts; the resolver (which imports pytest) only when a spec needs it.
@@ -11,7 +12,10 @@ texts; the resolver (which imports pytest) only when a spec needs it.
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
@@ -24,7 +28,13 @@ from pytest_quantum_p1._v2.patch import Recorder, attach, detach
 if TYPE_CHECKING:
     from pytest_quantum_p1._target import V2Rules
 
-__all__ = ["V2Construction", "V2Guard", "format_runtime_violations", "load_engine_class"]
+__all__ = [
+    "V2Construction",
+    "V2Guard",
+    "engines_held_by",
+    "format_runtime_violations",
+    "load_engine_class",
+]
 
 
 @dataclass(frozen=True)
@@ -86,9 +96,13 @@ class V2Guard:
     left alone so that a ``DeprecationWarning`` it raises with ``stacklevel=2``
     still names the caller's line). Patching the class object itself catches
     every reference to it, including ``from m import Cls`` done before the
-    guard started, and every subclass that does not bypass ``__new__``. The caller is the first
-    frame outside the v2 modules, so a factory inside a v2 module is
-    attributed to whoever called the factory.
+    guard started, and every subclass that does not bypass ``__new__``. The
+    caller is the first frame outside the engine's own module, so a factory in
+    the engine's module is attributed to whoever called the factory, and code
+    that reaches the class through a re-export (``from bridge import Engine``)
+    is the caller, not the module it imported the name from. Any other module,
+    a v2 module included, that constructs the engine is the caller itself:
+    only the bridge modules may.
 
     Guards are re-entrant (``start`` twice needs ``stop`` twice) and may nest or
     overlap on the same class; when the last one stops the class is as the
@@ -107,13 +121,15 @@ class V2Guard:
     ) -> None:
         """Watch ``engine_class`` (``"module:Class"`` or the class itself).
 
-        ``bridge_modules`` may construct it; frames in ``v2_modules`` (and the
-        engine's own module) are skipped when looking for the caller.
+        ``bridge_modules`` may construct it. ``v2_modules`` is kept for the
+        rules' shape (:meth:`from_rules`) but no longer skips frames: a v2
+        module constructing the engine is not the bridge doing it.
         """
         self._spec = engine_class
         self.bridge_modules: tuple[str, ...] = tuple(bridge_modules)
         self.v2_modules: tuple[str, ...] = tuple(v2_modules)
-        self._skip: tuple[str, ...] = (*self.v2_modules, *_MACHINERY)
+        #: The engine's own module, once started: its frames are never the caller.
+        self._own = ""
         self._cls: type | None = None
         self._depth = 0
         self._state_lock = threading.Lock()
@@ -143,7 +159,8 @@ class V2Guard:
             if self._depth == 0:
                 spec = self._spec
                 cls = spec if isinstance(spec, type) else load_engine_class(spec)
-                self._skip = (cls.__module__, *self.v2_modules, *_MACHINERY)
+                # An engine defined in a bridge module: its frames are the bridge's.
+                self._own = "" if cls.__module__ in self.bridge_modules else cls.__module__
                 attach(cls, self._recorder)
                 self._cls = cls
             self._depth += 1
@@ -193,9 +210,13 @@ class V2Guard:
         cls = self._cls
         if cls is None:  # stopped while this construction was under way
             return
-        skip = self._skip
+        own = self._own
+        # The engine's module by its exact name, not as a package: the bridge
+        # may sit inside the engine's package, or the engine in the bridge's.
         while frame is not None and (
-            within(frame.f_globals.get("__name__", ""), skip) or _is_own_new(frame, cls)
+            (name := frame.f_globals.get("__name__", "")) == own
+            or within(name, _MACHINERY)
+            or _is_own_new(frame, cls)
         ):
             frame = frame.f_back
         if frame is None:
@@ -211,6 +232,33 @@ class V2Guard:
             )
         with self._records_lock:
             self._records.append(record)
+
+
+def engines_held_by(cls: type, modules: Sequence[str]) -> int:
+    """How many live instances of ``cls`` the ``modules`` hold.
+
+    Held means referenced from a module's globals or from an object of a class
+    defined in one of them (an attribute of the bridge object). This is how an
+    engine the bridge built at import, before any guard could watch, is seen.
+    """
+    module_dicts = {id(vars(m)) for name in modules if (m := sys.modules.get(name)) is not None}
+
+    def owned(ref: object) -> bool:
+        return id(ref) in module_dicts or within(type(ref).__module__, modules)
+
+    held = 0
+    for obj in gc.get_objects():
+        if not issubclass(type(obj), cls):  # type(), not isinstance: no __class__ lookup
+            continue
+        for ref in gc.get_referrers(obj):
+            # An instance's attributes live in its __dict__ when one was made,
+            # and in the instance itself otherwise.
+            if owned(ref) or (
+                isinstance(ref, dict) and any(owned(r) for r in gc.get_referrers(ref))
+            ):
+                held += 1
+                break
+    return held
 
 
 def _is_own_new(frame: FrameType, cls: type) -> bool:
@@ -237,7 +285,15 @@ def format_runtime_violations(
     lines = [
         _messages.V2_RUNTIME_HEADLINE.format(engine=" or ".join(engines), count=len(bad)) + ":"
     ]
-    lines.extend(f"- {c}" for c in bad)
+    # One bullet per line of code: a background thread constructing every 50 ms
+    # is one finding, not hundreds.
+    for site, count in Counter(str(c) for c in bad).items():
+        shown = (
+            site
+            if count == 1
+            else _messages.V2_CONSTRUCTION_TIMES.format(construction=site, count=count)
+        )
+        lines.append(f"- {shown}")
     lines.append(_messages.V2_RUNTIME_FIX.format(bridges=bridge_list(bridge_modules)))
     lines.append(_messages.V2_READ_MORE)
     return "\n".join(lines)

@@ -72,11 +72,18 @@ STABLE_IDS = [
     "P1-1.shadow-test",
     "P1-1.node-status",
     "P1-1.logged",
+    "P1-1.failing-subscriber",
     "P1-2.cached-read",
     "P1-2.cold-vs-warm",
+    "P1-2.no-reparse",
     "P1-2.hit-rate",
+    "P1-2.counters",
     "P1-2.ttl",
     "P1-2.invalidation",
+    "P1-2.read-your-writes",
+    "P1-2.write-then-invalidate",
+    "P1-2.link-recovery",
+    "P1-2.garbage-messages",
     "P1-2.no-stale-reads",
     "P1-3.files-removed",
     "P1-3.no-direct-imports",
@@ -210,7 +217,8 @@ BREAKS = [
         "P1-2.invalidation",
         broken.store_that_ignores_invalidations,
         ("not every instance converged", "did not converge: 3 of 4 instance(s)"),
-        "Subscribe every instance to the invalidation channel",
+        # It receives and processes every message: the evidence points at its handler.
+        "Drop the named entry when its invalidation arrives",
     ),
     Break(
         SLOW_ID,
@@ -241,18 +249,23 @@ BREAKS = [
         ("the DeprecationWarning of EngineWarningAtItself points at ",),
         "Pass stacklevel=2 to warnings.warn",
         claim="warns DeprecationWarning at the caller's line",
+        # engine_class names a class the bridge never builds: bridge-only rightly sees nothing.
+        collateral=frozenset({"P1-3.bridge-only-at-runtime"}),
     ),
     Break(
         "P1-3.deprecation-warning",
         broken.engine_without_a_warning,
         ("constructing EngineWithoutAWarning emitted no DeprecationWarning.",),
         "In __init__: warnings.warn(",
+        # engine_class names a class the bridge never builds: bridge-only rightly sees nothing.
+        collateral=frozenset({"P1-3.bridge-only-at-runtime"}),
     ),
     Break(
         "P1-3.bridge-only-at-runtime",
         broken.engine_built_outside_the_bridge,
         (
-            "FederatedEngineV2 was constructed outside the bridge 1 time(s):",
+            # Watched over the whole run: every action that builds it counts.
+            "FederatedEngineV2 was constructed outside the bridge ",
             "broken_targets.py:",
         ),
         "Fix: construct it only in the bridge",
@@ -296,7 +309,12 @@ BREAKS = [
 
 
 def test_every_criterion_has_a_broken_target() -> None:
-    assert {b.criterion for b in BREAKS} == set(ALL_IDS)
+    from tests.plugin import test_bugs_p1_1, test_bugs_p1_2, test_bugs_p1_3
+
+    everywhere = [*BREAKS, *test_bugs_p1_1.BREAKS, *test_bugs_p1_2.BREAKS, *test_bugs_p1_3.BREAKS]
+    # A criterion that skips when the target declares nothing to check still fails
+    # a target that declares it wrongly.
+    assert {b.criterion for b in everywhere} == set(ALL_IDS)
 
 
 @pytest.mark.parametrize("case", BREAKS, ids=lambda case: case.builder.__name__)

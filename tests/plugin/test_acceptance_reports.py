@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._acceptance import OUTCOMES, criteria_for
 from reference_impl.p1_target import TARGET
 from tests.plugin import broken_targets as broken
@@ -138,9 +139,16 @@ def test_skipped_and_erroring_criteria_are_reported_with_their_reason(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     (health,) = read_report(pytester.path / "p1.json")["criteria"]
     assert health["outcome"] == "error"
-    assert health["message"] == "RuntimeError: health endpoint crashed"
+    cause = _messages.ACCEPTANCE_ERROR.format(type="RuntimeError", error="health endpoint crashed")
+    where = _messages.ACCEPTANCE_ERROR_IN_TARGET.format(site="_health_that_raises (")
+    first, second = health["message"].splitlines()
+    assert first == cause
+    assert second.startswith(where)
+    assert "broken_targets.py:" in second
     line = Checklist.parse(result.outlines).lines["deploy.health"]
-    assert (line.mark, line.message) == ("ERROR", ["RuntimeError: health endpoint crashed"])
+    assert line.mark == "ERROR"
+    assert line.message[0] == cause
+    assert line.message[1].strip().startswith(where.strip())
 
 
 # -- HTML -------------------------------------------------------------------------------

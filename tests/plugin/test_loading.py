@@ -149,7 +149,12 @@ def test_header_of_an_acceptance_run_names_its_budget_and_instances(
         "--p1-instances=3",
     )
     result.stdout.fnmatch_lines(
-        [_header(target=REFERENCE_TARGET, details=", p1 run: latency budget=250 us, instances=3")]
+        [
+            _header(
+                target=REFERENCE_TARGET,
+                details=", p1 run: latency budget=250 us, instances=3, timeout=30 s, scenarios=200",
+            )
+        ]
     )
 
 

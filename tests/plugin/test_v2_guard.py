@@ -29,8 +29,11 @@ from pytest_quantum_p1._messages import (
 )
 from pytest_quantum_p1._target import TargetError, V2Rules
 from pytest_quantum_p1._v2 import (
+    Traced,
     V2Construction,
     V2Guard,
+    construct_traced,
+    engines_held_by,
     format_runtime_violations,
 )
 
@@ -347,13 +350,25 @@ def test_a_class_with_its_own_new_is_watched_and_restored(pkg: Pkg) -> None:
     assert vars(engine)["__new__"] is original
 
 
-def test_construction_while_a_v2_module_is_imported_is_the_importers(pkg: Pkg) -> None:
-    # Import machinery frames sit between the v2 module and the bridge's import line.
+def test_another_v2_module_constructing_the_engine_is_the_caller(pkg: Pkg) -> None:
+    # Only the engine's own module is skipped: a v2 module is not the bridge,
+    # even when the bridge is what imported it.
     bridge = pkg.module("bridge")
     with pkg.guard() as guard:
         quietly(bridge.load_legacy)
+    assert [(c.caller_module, c.filename, c.allowed) for c in guard.constructions] == [
+        (f"{pkg.name}.legacy_v2", pkg.file("legacy_v2"), False)
+    ]
+
+
+def test_a_bridge_constructing_while_it_is_imported_is_allowed(pkg: Pkg) -> None:
+    pkg.write(
+        "eager_bridge", "from PKG.engine_v2 import Engine\n\nDEFAULT = Engine()  # at-import\n"
+    )
+    with pkg.guard(bridges=(f"{pkg.name}.eager_bridge",)) as guard, silenced():
+        pkg.module("eager_bridge")
     assert [(c.caller_module, c.lineno, c.allowed) for c in guard.constructions] == [
-        (pkg.bridge, pkg.line("bridge", "bridge-imports-legacy"), True)
+        (f"{pkg.name}.eager_bridge", pkg.line("eager_bridge", "at-import"), True)
     ]
 
 
@@ -643,3 +658,143 @@ def test_construction_behaves_the_same_during_and_after_the_guard(
     after = _outcome(built, args, kwargs)
     assert (during, after) == (before, before)
     assert len(guard.constructions) == 1
+
+
+# -- attribution: re-exports, engines in the bridge, engines held by the bridge -----------
+
+
+def test_reaching_the_engine_through_the_bridges_reexport_is_not_the_bridge(pkg: Pkg) -> None:
+    pkg.write(
+        "reexport_user",
+        """\
+        from PKG.bridge import Engine  # the bridge module imports it, so it re-exports it
+
+
+        def build():
+            return Engine()  # via-reexport
+        """,
+    )
+    with pkg.guard() as guard:
+        quietly(pkg.module("reexport_user").build)
+    assert [(c.caller_module, c.lineno, c.allowed) for c in guard.constructions] == [
+        (f"{pkg.name}.reexport_user", pkg.line("reexport_user", "via-reexport"), False)
+    ]
+
+
+def test_an_engine_defined_in_a_bridge_module_is_built_by_the_bridge(pkg: Pkg) -> None:
+    pkg.write(
+        "bridge",
+        """\
+        class Engine:
+            pass
+
+
+        def build():
+            return Engine()  # bridge-builds-its-own
+        """,
+    )
+    with V2Guard(f"{pkg.bridge}:Engine", (pkg.bridge,)) as guard:
+        pkg.module("bridge").build()
+    assert [(c.caller_module, c.lineno, c.allowed) for c in guard.constructions] == [
+        (pkg.bridge, pkg.line("bridge", "bridge-builds-its-own"), True)
+    ]
+
+
+def test_a_background_thread_constructing_is_attributed_to_its_own_code(pkg: Pkg) -> None:
+    user = pkg.module("user")
+    with pkg.guard() as guard, silenced():
+        worker = threading.Thread(target=user.direct)
+        worker.start()
+        worker.join()
+    assert [(c.caller_module, c.lineno) for c in guard.violations] == [
+        (f"{pkg.name}.user", pkg.line("user", "direct"))
+    ]
+
+
+def test_format_runtime_violations_shows_one_line_of_code_once_with_a_count() -> None:
+    constructions = [V2Construction("a", "a.py", 1, False, "Engine")] * 3 + [
+        V2Construction("b", "b.py", 2, False, "Engine")
+    ]
+    assert format_runtime_violations(constructions).split("\n")[:3] == [
+        "Engine was constructed outside the bridge 4 time(s):",
+        "- a.py:1 in a (3 times)",
+        "- b.py:2 in b",
+    ]
+
+
+def test_engines_held_by_the_bridge_are_counted(pkg: Pkg) -> None:
+    engine = pkg.module("engine_v2").Engine
+    pkg.write(
+        "bridge",
+        """\
+        from PKG.engine_v2 import Engine
+
+
+        class Bridge:
+            def __init__(self):
+                self.engine = Engine()
+
+
+        BRIDGE = Bridge()
+        SPARE = Engine()
+        """,
+    )
+    with silenced():
+        bridge = pkg.module("bridge")
+        elsewhere = engine()
+    assert engines_held_by(engine, [pkg.bridge]) == 2  # BRIDGE.engine and SPARE
+    assert engines_held_by(engine, [f"{pkg.name}.user"]) == 0
+    vars(bridge.BRIDGE)  # a materialised __dict__ holds it now
+    assert engines_held_by(engine, [pkg.bridge]) == 2
+    del elsewhere
+
+
+# -- where a DeprecationWarning's stacklevel points -------------------------------------
+
+
+class _Direct:
+    def __init__(self) -> None:
+        warnings.warn("direct", DeprecationWarning, stacklevel=2)
+
+
+def _helper_warn(stacklevel: int) -> None:
+    warnings.warn("helper", DeprecationWarning, stacklevel=stacklevel)
+
+
+class _ThroughHelper:
+    def __init__(self) -> None:
+        _helper_warn(stacklevel=2)
+
+
+class _Silent:
+    pass
+
+
+def _traced(cls: type) -> tuple[Traced, list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = construct_traced(cls)
+    return traced, caught
+
+
+def test_construct_traced_finds_the_stacklevel_that_names_the_constructing_line() -> None:
+    traced, caught = _traced(_Direct)
+    ((call,), (warning,)) = traced.calls, caught
+    assert (warning.filename, warning.lineno) == traced.site
+    assert call.needed == 2
+    assert call.level_of(warning.filename, warning.lineno) == 2
+
+
+def test_construct_traced_counts_the_frames_of_a_helper() -> None:
+    traced, caught = _traced(_ThroughHelper)
+    ((call,), (warning,)) = traced.calls, caught
+    assert (warning.filename, warning.lineno) != traced.site
+    assert call.needed == 3  # helper -> __init__ -> the constructing line
+    assert call.level_of(warning.filename, warning.lineno) == 2  # __init__'s line
+    assert call.level_of("nowhere.py", 1) is None
+
+
+def test_construct_traced_without_a_warning_records_no_call() -> None:
+    traced, caught = _traced(_Silent)
+    assert (traced.calls, caught) == ((), [])
+    assert traced.site[0].endswith("warning.py")

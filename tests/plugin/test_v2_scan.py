@@ -553,30 +553,32 @@ def federation(tmp_path: Path) -> Path:
 
 def test_check_removed_is_empty_when_everything_is_gone(federation: Path, tmp_path: Path) -> None:
     removed = [federation / "v2_protocol.py", federation / "v2_consensus.py"]
-    assert check_removed(removed, [tmp_path / "app"]) == []
+    assert check_removed(removed) == []
 
 
 def test_check_removed_reports_a_path_that_still_exists(federation: Path, tmp_path: Path) -> None:
     (federation / "v2_protocol.py").write_text("")
     removed = [federation / "v2_protocol.py", federation / "v2_consensus.py"]
-    assert check_removed(removed, [tmp_path / "app"]) == [federation / "v2_protocol.py"]
+    assert check_removed(removed) == [federation / "v2_protocol.py"]
 
 
-def test_check_removed_finds_a_moved_file_by_name(federation: Path, tmp_path: Path) -> None:
-    moved = tmp_path / "app" / "legacy" / "v2_heartbeat.py"
-    moved.parent.mkdir()
-    moved.write_text("")
-    (tmp_path / "app" / ".git").mkdir()
-    (tmp_path / "app" / ".git" / "v2_heartbeat.py").write_text("")
+def test_check_removed_ignores_a_same_named_file_elsewhere(
+    federation: Path, tmp_path: Path
+) -> None:
+    # A same-named module elsewhere may be live code or the archived file (the seed
+    # allows "delete or archive"): only where the removed file lived is searched.
+    elsewhere = tmp_path / "app" / "legacy" / "v2_heartbeat.py"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("")
     removed = [federation / "v2_heartbeat.py"]
-    assert check_removed(removed, [tmp_path / "app"]) == [moved]
+    assert check_removed(removed) == []
 
 
 def test_check_removed_reports_each_path_once_and_sorted(federation: Path, tmp_path: Path) -> None:
     (federation / "v2_protocol.py").write_text("")
     (federation / "v2_consensus.py").write_text("")
     removed = [federation / "v2_protocol.py", federation / "v2_consensus.py"]
-    assert check_removed(removed, [tmp_path / "app", federation]) == [
+    assert check_removed(removed) == [
         federation / "v2_consensus.py",
         federation / "v2_protocol.py",
     ]
@@ -589,8 +591,8 @@ def test_check_removed_matches_glob_names(federation: Path, tmp_path: Path) -> N
     elsewhere = tmp_path / "app" / "other" / "test_v2_protocol.py"
     elsewhere.parent.mkdir()
     elsewhere.write_text("")
-    assert check_removed([tests / "test_v2_*.py"], [tmp_path / "app"]) == [
-        elsewhere,
+    # The glob matches in its own directory only: "elsewhere" is not reported.
+    assert check_removed([tests / "test_v2_*.py"]) == [
         tests / "test_v2_consensus.py",
         tests / "test_v2_heartbeat.py",
     ]
@@ -598,9 +600,7 @@ def test_check_removed_matches_glob_names(federation: Path, tmp_path: Path) -> N
 
 def test_check_removed_reports_a_directory(federation: Path, tmp_path: Path) -> None:
     (federation / "v2_legacy").mkdir()
-    assert check_removed([federation / "v2_legacy"], [tmp_path / "app"]) == [
-        federation / "v2_legacy"
-    ]
+    assert check_removed([federation / "v2_legacy"]) == [federation / "v2_legacy"]
 
 
 # -- documentation -------------------------------------------------------------

@@ -447,13 +447,20 @@ def test_v3_rounds_reach_v2_nodes_and_a_broken_node_does_not_break_v3(
 def test_relay_probe_returns_what_each_v2_node_received(bus: EventBus) -> None:
     probe = TARGET.v2.relay_probe
     assert probe is not None
+    calls: list[object] = []
+
+    async def node_down(message: Mapping[str, Any]) -> None:
+        calls.append(message)
+        raise ConnectionError("v2 node down")
 
     async def relay() -> Mapping[str, Sequence[Mapping[str, Any]]]:
-        return await probe(bus, {"round_id": "r9", "metrics": {"acc": 0.9}})
+        return await probe(bus, {"round_id": "r9", "metrics": {"acc": 0.9}}, node_down)
 
     with pytest.warns(DeprecationWarning, match=DEPRECATED):
         received = asyncio.run(relay())
     payload = {"round_id": "r9", "metrics": {"acc": 0.9}}
+    # The node that is down was tried and kept the event from no one.
+    assert len(calls) == 1
     assert received == {"probe-node-1": [payload], "probe-node-2": [payload]}
     assert bus.subscribers("federation.round.completed") == 0
 
