@@ -392,29 +392,13 @@ def correct_bridge_isolating_node_errors_in_tasks(root: Path) -> P1Target:
     return _with_v2(relay_probe=_relay_isolating_in_tasks)
 
 
-async def _reference_relay_with_a_failing_node(
-    bus: Bus, payload: Mapping[str, Any], failing: Transport
-) -> Mapping[str, Sequence[Mapping[str, Any]]]:
-    received: dict[str, list[Mapping[str, Any]]] = {"probe-node-1": [], "probe-node-2": []}
-    bridge = FederationV2EventBridge(bus)  # type: ignore[arg-type]  # the reference bus
-    bridge.engine.register_node("probe-node-down", failing)
-    for node_id, inbox in received.items():
-
-        async def node(message: Mapping[str, Any], inbox: list[Mapping[str, Any]] = inbox) -> None:
-            inbox.append(message["payload"])
-
-        bridge.engine.register_node(node_id, node)
-    bridge.start()
-    try:
-        await bus.publish(ROUND_COMPLETED, payload)
-    finally:
-        bridge.stop()
-    return received
-
-
 def correct_reference_probe_with_a_failing_node(root: Path) -> P1Target:
-    """Correct: the reference bridge, probed with the failing node registered first."""
-    return _with_v2(relay_probe=_reference_relay_with_a_failing_node)
+    """Correct: the reference bridge, probed with the failing node registered first.
+
+    The reference adapter's own probe registers it (``reference_impl/p1_target.py``).
+    """
+    assert TARGET.v2.relay_probe is not None
+    return _with_v2(relay_probe=TARGET.v2.relay_probe)
 
 
 async def _stand_in(*args: Any, **kwargs: Any) -> None:
