@@ -57,10 +57,22 @@ class DownRedis:
         return port
 
     def client(self) -> Redis:
-        """A client to this Redis, failing fast (the health check's own timeouts still apply)."""
-        from redis.asyncio import Redis
+        """A client to this Redis, failing fast (the health check's own timeouts still apply).
 
-        return Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        No retries: redis-py 6+ retries a refused connection three times with
+        backoff (about 4 s), which would time the client, not the health check.
+        """
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        return Redis(
+            host="127.0.0.1",
+            port=self.port,
+            socket_connect_timeout=1,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
