@@ -18,11 +18,18 @@ spread thin; the per-call figure is the median round divided by ``N``, in
 subject                         baseline                            target
 ==============================  ==================================  ==========
 warm ``get_policy`` (a hit)     ``dict.get`` in the same loop       <= 10x
+warm ``get_policy``, read-only  the same hit on a plain dict        <= 1.1x
 cold ``get_policy`` (ttl=0)     a bare ``redis.asyncio`` GET        <= 1.3x
-``EventBus.publish``, 1 async   (absolute)                          >= 2M/s
-handler, unmonitored event
+``EventBus.publish``, 1 async   a minimal bus: a dict of handler    <= 6x
+handler, unmonitored event      lists, each handler awaited
 ``update_policy``               (reported only)
 ==============================  ==================================  ==========
+
+The read-only row is issue 14's "at no cost to the hit path": the store serves
+read-only policies (``reference_impl.core.frozen``) built once when an entry
+is filled; its baseline is a store whose entry holds the decoded dict itself,
+as before (filled with the freezing step switched off), timed in alternating
+rounds.
 
 ``test_targets`` computes the ratios from this run's figures, puts them in
 the subject's ``extra_info``, at ``"reference_targets"`` in the JSON and in
@@ -45,6 +52,7 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from pytest_quantum_p1._redis.server import RedisServer, require_redis_server
 from reference_impl.core.event_bus import EventBus
+from reference_impl.services import policy_store_v2
 from reference_impl.services.policy_store_v2 import PolicyStoreV2
 
 #: Calls per round: in-memory operations, and operations with a round trip.
@@ -52,8 +60,12 @@ MEMORY_CALLS: Final = 100_000
 ROUND_TRIP_CALLS: Final = 500
 
 WARM_MAX_RATIO: Final = 10.0
+FROZEN_MAX_RATIO: Final = 1.1
 COLD_MAX_RATIO: Final = 1.3
-PUBLISH_MIN_PER_SECOND: Final = 2_000_000.0
+# A ratio, not an absolute rate (an absolute 2M/s failed on a loaded machine). The
+# bus does more than the minimal one: catalogue and payload checks, the monitoring
+# decision, and each async subscriber started by hand with a deadline.
+PUBLISH_MAX_RATIO: Final = 6.0
 
 NAME: Final = "risk"
 KEY: Final = "policy:risk"
@@ -123,9 +135,13 @@ class Rig:
     clients: list[redis.asyncio.Redis]
     raw: redis.asyncio.Redis
     warm: PolicyStoreV2
+    #: A warm store whose entry is the plain decoded dict: the hit path before issue 14.
+    plain: PolicyStoreV2
     cold: PolicyStoreV2
     writer: PolicyStoreV2
     bus: EventBus
+    #: The one subscriber of ``bus``, also the minimal bus's (the same work per event).
+    handler: Callable[[str, Any], Coroutine[Any, Any, None]]
 
     def measure(
         self,
@@ -193,23 +209,32 @@ def rig(server: RedisServer) -> Iterator[Rig]:
     loop = asyncio.new_event_loop()
 
     async def open_rig() -> Rig:
-        clients = [redis.asyncio.Redis.from_url(server.url) for _ in range(4)]
+        clients = [redis.asyncio.Redis.from_url(server.url) for _ in range(5)]
         warm = PolicyStoreV2(clients[0])
         cold = PolicyStoreV2(clients[1], ttl=0)
         writer = PolicyStoreV2(clients[2])
         for store in (warm, cold, writer):
             await store.initialize()
         await writer.update_policy(NAME, POLICY)
+        # Subscribed after the update, so no late echo of it drops the entry filled below.
+        plain = PolicyStoreV2(clients[4])
+        await plain.initialize()
+        frozen = policy_store_v2._frozen
+        policy_store_v2._frozen = lambda value, depth=0: value
+        try:
+            await plain.get_policy(NAME)  # its entry: the decoded dict, as before
+        finally:
+            policy_store_v2._frozen = frozen
         bus = EventBus()
 
         async def handler(name: str, payload: Any) -> None:
             pass
 
         bus.subscribe("model.promoted", handler)
-        return Rig(loop, clients, clients[3], warm, cold, writer, bus)
+        return Rig(loop, clients, clients[3], warm, plain, cold, writer, bus, handler)
 
     async def close_rig(rig: Rig) -> None:
-        for store in (rig.warm, rig.cold, rig.writer):
+        for store in (rig.warm, rig.plain, rig.cold, rig.writer):
             await store.close()
         for client in rig.clients:
             await client.aclose()
@@ -266,6 +291,23 @@ def update_policy(rig: Rig) -> Batch:
     return batch
 
 
+def minimal_publish(rig: Rig) -> Batch:
+    """A minimal bus (a dict of handler lists, each awaited): the baseline of publish."""
+    handlers: dict[str, list[Callable[[str, Any], Coroutine[Any, Any, None]]]] = {
+        "model.promoted": [rig.handler]
+    }
+
+    async def publish(name: str, payload: Any) -> None:
+        for handler in handlers.get(name, ()):
+            await handler(name, payload)
+
+    async def batch(n: int) -> None:
+        for _ in range(n):
+            await publish("model.promoted", PAYLOAD)
+
+    return batch
+
+
 def publish(rig: Rig) -> Batch:
     async def batch(n: int) -> None:
         publish = rig.bus.publish
@@ -297,11 +339,35 @@ def test_warm_get_policy(benchmark: BenchmarkFixture, rig: Rig, figures: Figures
     assert rig.warm.stats.misses == 1, "every timed read must be a hit"
 
 
+def test_warm_get_policy_read_only_vs_plain(
+    benchmark: BenchmarkFixture, rig: Rig, figures: Figures
+) -> None:
+    """The read-only hit against the same hit on a plain dict (the store before issue 14)."""
+    rig.loop.run_until_complete(rig.warm.get_policy(NAME))
+    served = rig.loop.run_until_complete(rig.plain.get_policy(NAME))
+    assert type(served) is dict, "the baseline store must hold the plain dict"
+    measured = rig.measure(
+        benchmark, get_policy(rig.warm), MEMORY_CALLS, rounds=30, partner=get_policy(rig.plain)
+    )
+    if measured:
+        figures.per_call["get_policy warm read-only"], ratio = measured
+        assert ratio is not None
+        figures.ratios["read-only / plain hit"] = benchmark.extra_info["ratio_to_plain"] = ratio
+    assert rig.plain.stats.misses == 1, "every timed read must be a hit"
+
+
 def test_event_bus_publish(benchmark: BenchmarkFixture, rig: Rig, figures: Figures) -> None:
-    """``EventBus.publish`` to one async handler, on an unmonitored event."""
-    if measured := rig.measure(benchmark, publish(rig), MEMORY_CALLS, rounds=20):
-        figures.per_call["EventBus.publish"] = measured[0]
+    """``EventBus.publish`` to one async handler, on an unmonitored event, alternating with a minimal bus."""
+    measured = rig.measure(
+        benchmark, publish(rig), MEMORY_CALLS, rounds=20, partner=minimal_publish(rig)
+    )
+    if measured:
+        figures.per_call["EventBus.publish"], ratio = measured
+        assert ratio is not None
         benchmark.extra_info["events_per_second"] = 1 / measured[0]
+        figures.ratios["publish / minimal bus"] = benchmark.extra_info["ratio_to_minimal_bus"] = (
+            ratio
+        )
 
 
 def test_redis_get(benchmark: BenchmarkFixture, rig: Rig, figures: Figures) -> None:
@@ -336,19 +402,26 @@ def test_update_policy(benchmark: BenchmarkFixture, rig: Rig, figures: Figures) 
 
 def test_targets(figures: Figures) -> None:
     """The targets, judged on this run's figures: a missed one fails here."""
-    needed = ["warm / dict.get", "cold / redis GET"]
+    needed = [
+        "warm / dict.get",
+        "cold / redis GET",
+        "read-only / plain hit",
+        "publish / minimal bus",
+    ]
     missing = [name for name in needed if name not in figures.ratios]
-    if missing or "EventBus.publish" not in figures.per_call:
+    if missing:
         pytest.skip("this run did not measure every figure the targets need")
     warm = figures.ratios["warm / dict.get"]
     cold = figures.ratios["cold / redis GET"]
-    rate = 1 / figures.per_call["EventBus.publish"]
+    frozen = figures.ratios["read-only / plain hit"]
+    bus = figures.ratios["publish / minimal bus"]
     figures.targets = {
         "warm / dict.get": _target(warm, f"<= {WARM_MAX_RATIO}", warm <= WARM_MAX_RATIO),
-        "cold / redis GET": _target(cold, f"<= {COLD_MAX_RATIO}", cold <= COLD_MAX_RATIO),
-        "publish events/s": _target(
-            rate, f">= {PUBLISH_MIN_PER_SECOND:.0f}", rate >= PUBLISH_MIN_PER_SECOND
+        "read-only / plain hit": _target(
+            frozen, f"<= {FROZEN_MAX_RATIO}", frozen <= FROZEN_MAX_RATIO
         ),
+        "cold / redis GET": _target(cold, f"<= {COLD_MAX_RATIO}", cold <= COLD_MAX_RATIO),
+        "publish / minimal bus": _target(bus, f"<= {PUBLISH_MAX_RATIO}", bus <= PUBLISH_MAX_RATIO),
     }
     missed = [
         f"{name} = {target['value']:.3f}, needs {target['needs']}"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from pytest_quantum_p1._options import P1Settings
     from pytest_quantum_p1._redis.source import RedisFactory
+    from pytest_quantum_p1._redis.url import RedisURL
     from pytest_quantum_p1._stateful.machine import (
         InvalidationError,
         InvalidationMachine,
@@ -44,13 +45,18 @@ if TYPE_CHECKING:
         REFERENCE_TARGET,
         Bus,
         Clock,
+        Emitter,
+        EmitterBus,
         EventHandler,
+        MonitorReader,
         P1Target,
         PolicyStore,
         RequiredEvent,
         StoreFactory,
         TargetError,
+        Timing,
         V2Rules,
+        json_record,
         load_target,
     )
     from pytest_quantum_p1._units import parse_duration
@@ -64,6 +70,8 @@ __all__ = [
     "Clock",
     "ClusterStats",
     "ClusterTimeout",
+    "Emitter",
+    "EmitterBus",
     "EventHandler",
     "EventRecorder",
     "InvalidationError",
@@ -72,6 +80,7 @@ __all__ = [
     "LatencyStats",
     "MachineStats",
     "MemberProcessError",
+    "MonitorReader",
     "NoStaleReadsResult",
     "Operation",
     "P1Settings",
@@ -81,9 +90,11 @@ __all__ = [
     "PolicyStore",
     "RecordedEvent",
     "RedisFactory",
+    "RedisURL",
     "RequiredEvent",
     "StoreFactory",
     "TargetError",
+    "Timing",
     "UnknownEventName",
     "V2Construction",
     "V2Guard",
@@ -92,6 +103,7 @@ __all__ = [
     "V2Violation",
     "VirtualClock",
     "check_no_stale_reads",
+    "json_record",
     "load_target",
     "machine_for",
     "machine_settings",
@@ -110,14 +122,19 @@ _LAZY: dict[str, str] = {
         (
             "Bus",
             "Clock",
+            "Emitter",
+            "EmitterBus",
             "EventHandler",
+            "MonitorReader",
             "P1Target",
             "PolicyStore",
             "REFERENCE_TARGET",
             "RequiredEvent",
             "StoreFactory",
             "TargetError",
+            "Timing",
             "V2Rules",
+            "json_record",
             "load_target",
         ),
         "_target",
@@ -155,6 +172,7 @@ _LAZY: dict[str, str] = {
     "V2Violation": "_v2.scan",
     "PolicyClusterFactory": "_harness.cluster",
     "RedisFactory": "_redis.source",
+    "RedisURL": "_redis.url",
 }
 
 

@@ -1267,3 +1267,119 @@ P1_2_STORE_STOPPED_FIX = (
 EXPECT_SCENARIOS = "an integer >= 1"
 MACHINE_FATE_EARLY = "{count} delivered before the update returned (it may precede the write)"
 MACHINE_PART_DIED = "the process searching part of the scenarios (pid {pid}) ended without a result"
+# --- the wire observer (issue 13): RESP parsing and the observing proxy ---
+WIRE_RESP_BAD_TYPE = "unknown RESP type byte {byte!r}"
+WIRE_RESP_BAD_LENGTH = "bad RESP length {text!r} after {kind!r}"
+WIRE_RESP_BAD_LINE = "bad RESP {kind!r} value {text!r}"
+WIRE_RESP_TOO_LONG = "RESP {what} of {size} exceeds the limit of {limit}"
+WIRE_RESP_TOO_DEEP = "RESP aggregates nested deeper than {limit}"
+WIRE_RESP_NO_CRLF = "RESP bulk string of {size} bytes not followed by CRLF"
+WIRE_RESP_NOT_A_COMMAND = "a client command must be an array of bulk strings, not {kind!r}"
+WIRE_RESP_STREAMED = "streamed RESP3 {kind!r} values are not supported"
+WIRE_PROTOCOL_ERROR_REPLY = "ERR Protocol error: {reason}"
+WIRE_FAULT = "{label} connection {connection}: {side} sent bytes that are not RESP: {reason} (at byte {offset}); the connection was closed"
+WIRE_UPSTREAM_UNREACHABLE = (
+    "{label}: cannot reach Redis at {host}:{port} for connection {connection}: {error}"
+)
+WIRE_NOT_STARTED = "{label}: the wire proxy is not started (call start() first)"
+WIRE_CLOSED = "{label}: the wire proxy is closed"
+WIRE_TAKE_NEGATIVE = "cannot {verb} {n} pushes: n must be >= 0"
+WIRE_TAKE_TOO_MANY = "{label}: cannot {verb} {n} pushes, only {held} held"
+WIRE_NO_CONNECTION = "{label}: no open connection {what} to inject into"
+WIRE_WAIT_PENDING_TIMED_OUT = (
+    "{label}: {held} pushes held after {timeout}s, waited for {count}{hint}"
+)
+WIRE_WAIT_PENDING_NOT_HOLDING = " (pushes are not held: call hold() first)"
+WIRE_WAIT_REPLIES_TIMED_OUT = (
+    "{label}: {pending} {what} replies held after {timeout}s, waited for {count}"
+)
+WIRE_WAIT_SUBSCRIBED_TIMED_OUT = (
+    "{label}: no open connection {what} after {timeout}s (connections: {state})"
+)
+WIRE_WAIT_DELIVERED_TIMED_OUT = (
+    "{label}: no push matching {match!r} forwarded after {timeout}s ({count} forwarded)"
+)
+WIRE_WAIT_CONNECTIONS_TIMED_OUT = (
+    "{label}: {open} connections open after {timeout}s, waited for {count}"
+)
+WIRE_BARRIER_TIMED_OUT = (
+    "{label}: the barrier on connection {connection} was not answered within {timeout}s"
+)
+WIRE_BARRIER_IN_TRANSACTION = (
+    "{label}: connection {connection} is inside MULTI: a barrier would be queued, not answered"
+)
+WIRE_SUBSCRIBED_TO = "subscribed to {channel!r}"
+WIRE_TRACKING = "receiving tracking invalidations"
+
+# -- the user's Redis and secrets (issue 14: namespace, owned database, redaction) -------
+REDIS_NAMESPACE_UNAVAILABLE = (
+    "quantum-p1: found no namespace free on {source}: each of {attempts} random tokens "
+    "tried is contained in some key name there."
+)
+#: After the redacted URL in the header and reports, with ``--p1-redis-owned``.
+HEADER_REDIS_OWNED = " (database owned: emptied before each test)"
+
+# --- adapter shapes (issue 13, items 4-5): what the adapter absorbs -----------------------
+TARGET_BAD_TIMING = "Timing.{name} must be a finite number of seconds > 0, got {value!r}"
+V2_IGNORE_IMPORT_SHAPE = (
+    "V2Rules.ignore_imports entry {expression!r} is not of the form 'importer -> imported' "
+    "(import-linter's syntax)"
+)
+V2_IGNORE_IMPORT_SIDE = (
+    "V2Rules.ignore_imports entry {expression!r}: the {side} {module!r} is not a dotted module "
+    "name; each part is a name, '*' (one module name) or '**' (one or more), never mixed "
+    "('foo*' is invalid)"
+)
+V2_SCAN_REEXPORT_HINT = (
+    "{package} is the package of {module}: if the whole package is v2 (its __init__ "
+    "re-exports the engine), name the package {package!r} in V2Rules.v2_modules."
+)
+P1_3_IMPORTS_IGNORED = "; {ignored} allowed by {entries} ignore_imports entr(ies)"
+P1_3_IMPORTS_IGNORES_UNMATCHED = " (matching no import: {unmatched})"
+P1_3_ENGINE_FACTORY_RAISED = (
+    "V2Rules.engine_factory {factory} raised {type} building the engine: {error}. The harness "
+    "could not construct it to look at its warning."
+)
+P1_3_ENGINE_CONSTRUCTION_RAISED = (
+    "{engine}() raised {type}: {error}. The harness constructs the engine with no arguments; "
+    "if it needs some, give V2Rules.engine_factory (e.g. engine_factory=lambda: "
+    "{engine}(config)): the warning is then judged at the factory's line."
+)
+P1_3_ENGINE_FACTORY_DID_NOT_CONSTRUCT = (
+    "V2Rules.engine_factory {factory} returned without calling {engine}: the harness saw no "
+    "construction to judge. The factory must construct the engine (not return a cached one)."
+)
+P1_3_DEPRECATION_THROUGH_FACTORY = " (built by V2Rules.engine_factory, at {file}:{line})"
+P1_1_CATALOGUE_FROM_ADAPTER = " (the adapter's list: the emitter keeps no catalogue)"
+P1_1_MONITOR_READER_RAISED = (
+    "P1Target.monitor_record {reader} raised {type} reading a record of {logger!r} "
+    "({message!r}): {error}"
+)
+P1_2_LINK_RECOVERY_WAIT = " (waited up to {timeout:g} s: P1Target.timing.reconnect_timeout)"
+#: Teardown of ``p1_redis`` after the test closed a loop with ``loop.close()`` alone.
+REDIS_CONNECTIONS_LEFT_OPEN = (
+    "p1_redis: {count} connection(s) were still open on an event loop the test closed without "
+    "shutting it down (loop.close() without loop.shutdown_asyncgens()); nothing can close them "
+    "now. Run the loop with asyncio.run() or asyncio.Runner, or await the client's aclose() "
+    "before closing the loop."
+)
+#: The second header line of a --p1 run whose target declares facts (``P1Target.extra``).
+HEADER_EXTRA = "quantum-p1: target facts: {facts}"
+P1_1_LOGGED_UNREAD = (
+    "{count} record(s) on {logger!r} were read as no event by P1Target.monitor_record "
+    "{reader}, e.g. {example!r}"
+)
+#: The stale-read search stopped: its run's namespace on the user's Redis is being removed.
+MACHINE_NAMESPACE_RETIRED = (
+    "the run that owns the policy names {prefix!r} is over (interrupted or abandoned): "
+    "the search stopped so that nothing more is written to the Redis"
+)
+
+# --- stale-read search: a scenario Hypothesis could not replay (lead) ---
+MACHINE_NOT_REPLAYABLE = (
+    "the stale-read search could not replay a scenario the same way ({type}: {error}): the steps it "
+    "could take depended on timing the harness does not control (a subscription still coming back, "
+    "a message still in flight), so the scenario says nothing about the store. If the store "
+    "reconnects or settles slowly, declare it: P1Target(timing=Timing(settle_timeout=..., "
+    "reconnect_timeout=...))."
+)

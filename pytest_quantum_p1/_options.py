@@ -12,6 +12,7 @@ instead of repeating strings.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._redis.url import RedisURL, redact_text, redact_value
 from pytest_quantum_p1._target import TARGET_NAMES
 from pytest_quantum_p1._units import format_duration, parse_duration
 
@@ -32,6 +34,7 @@ __all__ = [
     "INI_LATENCY_BUDGET",
     "INI_REDIS",
     "INI_REDIS_BINARY",
+    "INI_REDIS_OWNED",
     "INI_REPORT",
     "INI_RUN",
     "INI_SCENARIOS",
@@ -43,6 +46,7 @@ __all__ = [
     "OPT_LATENCY_BUDGET",
     "OPT_REDIS",
     "OPT_REDIS_BINARY",
+    "OPT_REDIS_OWNED",
     "OPT_REPORT",
     "OPT_RUN",
     "OPT_SCENARIOS",
@@ -53,6 +57,8 @@ __all__ = [
     "P1Settings",
     "RedisMode",
     "Workload",
+    "extra_for_report",
+    "extra_line",
     "header_line",
     "redis_for_report",
     "register_options",
@@ -65,6 +71,7 @@ GROUP = "quantum-p1"
 OPT_TARGET = "--p1-target"
 OPT_REDIS = "--p1-redis"
 OPT_REDIS_BINARY = "--p1-redis-binary"
+OPT_REDIS_OWNED = "--p1-redis-owned"
 OPT_RUN = "--p1"
 OPT_REPORT = "--p1-report"
 OPT_LATENCY_BUDGET = "--p1-latency-budget"
@@ -76,6 +83,7 @@ OPT_SCENARIOS = "--p1-scenarios"
 INI_TARGET = "p1_target"
 INI_REDIS = "p1_redis"
 INI_REDIS_BINARY = "p1_redis_binary"
+INI_REDIS_OWNED = "p1_redis_owned"
 INI_RUN = "p1"
 INI_REPORT = "p1_report"
 INI_LATENCY_BUDGET = "p1_latency_budget"
@@ -150,8 +158,9 @@ class P1Settings:
     #: ``package.module:attr`` of the target (not imported until needed); ``None``
     #: when none is configured (fixtures that need one then fail, ``--p1`` is refused).
     target: str | None
-    #: ``"fake"``, ``"server"`` or a ``redis://`` / ``rediss://`` URL.
-    redis: str
+    #: ``"fake"``, ``"server"`` or a ``redis://`` / ``rediss://`` URL (a
+    #: :class:`~pytest_quantum_p1._redis.url.RedisURL`: shown without its password).
+    redis: str | RedisURL
     #: The redis-server executable for ``redis="server"``; ``None``: find it on PATH.
     redis_binary: str | None
     #: Whether ``--p1`` (the acceptance run) was asked for.
@@ -171,6 +180,14 @@ class P1Settings:
     timeout_ns: int = 30_000_000_000
     #: Scenarios ``P1-2.no-stale-reads`` runs at least (``--p1-scenarios``).
     scenarios: int = DEFAULT_SCENARIOS
+    #: The user declared the URL's database the harness's own (``--p1-redis-owned``):
+    #: it is emptied before each test that uses it.
+    redis_owned: bool = False
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Texts no output of the run may contain: the Redis URL's password, if any."""
+        return self.redis.secrets() if isinstance(self.redis, RedisURL) else ()
 
     @property
     def redis_mode(self) -> RedisMode:
@@ -204,8 +221,17 @@ def register_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="fake|server|URL",
         help="Redis for the fixtures: 'fake' (fakeredis, the default), 'server' (a private "
-        "redis-server on a free loopback port) or a redis:// / rediss:// URL (used as "
-        f"given, never flushed). ini: {INI_REDIS}",
+        "redis-server on a free loopback port) or a redis:// / rediss:// URL (never flushed; "
+        "the harness writes only keys holding a namespace of its own, and removes them). "
+        f"ini: {INI_REDIS}",
+    )
+    group.addoption(
+        OPT_REDIS_OWNED,
+        dest=INI_REDIS_OWNED,
+        action="store_true",
+        default=None,
+        help=f"declare the database of the {OPT_REDIS} URL the harness's own: it is emptied "
+        f"(FLUSHDB) before each test that uses it. ini: {INI_REDIS_OWNED}",
     )
     group.addoption(
         OPT_REDIS_BINARY,
@@ -283,6 +309,9 @@ def register_options(parser: pytest.Parser) -> None:
     parser.addini(INI_WORKLOAD, f"quantum-p1: same as {OPT_WORKLOAD}", default="")
     parser.addini(INI_REDIS, f"quantum-p1: same as {OPT_REDIS}", default=DEFAULT_REDIS)
     parser.addini(INI_REDIS_BINARY, f"quantum-p1: same as {OPT_REDIS_BINARY}", default="")
+    parser.addini(
+        INI_REDIS_OWNED, f"quantum-p1: same as {OPT_REDIS_OWNED}", type="bool", default=False
+    )
     parser.addini(INI_RUN, f"quantum-p1: same as {OPT_RUN}", type="bool", default=False)
     parser.addini(INI_REPORT, f"quantum-p1: same as {OPT_REPORT}", default="")
     parser.addini(
@@ -301,8 +330,19 @@ def _is_dotted_name(text: str) -> bool:
 
 def _usage_error(source: str, expected: str, value: object) -> pytest.UsageError:
     return pytest.UsageError(
-        _messages.USAGE_BAD_VALUE.format(source=source, expected=expected, value=value)
+        _redacted(_messages.USAGE_BAD_VALUE.format(source=source, expected=expected, value=value))
     )
+
+
+def _redacted(text: str) -> str:
+    """A usage error's text with any URL password masked: it quotes what the user gave."""
+    text = redact_text(text)
+    # What the pattern cannot delimit (a password holding a quote or a space) by value.
+    for word in filter(lambda w: "://" in w, text.split()):
+        for secret in RedisURL(word.strip("'\"")).secrets():
+            if secret != "***":
+                text = text.replace(secret, "***")
+    return text
 
 
 def _ini_source(ini: str) -> str:
@@ -319,7 +359,11 @@ def _raw(config: pytest.Config, ini: str, expected: str) -> tuple[Any, str, Path
     except (ValueError, TypeError) as exc:
         # pytest's own coercion of a bool/int ini value failed; its text names the value.
         raise pytest.UsageError(
-            _messages.USAGE_BAD_INI.format(source=_ini_source(ini), expected=expected, error=exc)
+            _redacted(
+                _messages.USAGE_BAD_INI.format(
+                    source=_ini_source(ini), expected=expected, error=exc
+                )
+            )
         ) from None
     base = config.inipath.parent if config.inipath is not None else config.rootpath
     return value, _ini_source(ini), base
@@ -329,6 +373,7 @@ _OPTION_OF_INI = {
     INI_TARGET: OPT_TARGET,
     INI_REDIS: OPT_REDIS,
     INI_REDIS_BINARY: OPT_REDIS_BINARY,
+    INI_REDIS_OWNED: OPT_REDIS_OWNED,
     INI_RUN: OPT_RUN,
     INI_REPORT: OPT_REPORT,
     INI_LATENCY_BUDGET: OPT_LATENCY_BUDGET,
@@ -352,20 +397,22 @@ def _parse_target(value: object, source: str) -> str | None:
     raise _usage_error(source, _messages.EXPECT_TARGET, value)
 
 
-def _parse_redis(value: object, source: str) -> str:
+def _parse_redis(value: object, source: str) -> str | RedisURL:
     if not isinstance(value, str):
         raise _usage_error(source, _messages.EXPECT_REDIS, value)
     text = value.strip()
     if text in ("fake", "server"):
         return text
+    # Quoted masked: a value that does not parse may hold a password anywhere.
+    shown = redact_value(text)
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 -- raises ValueError for a malformed port
     except ValueError:
-        raise _usage_error(source, _messages.EXPECT_REDIS, value) from None
+        raise _usage_error(source, _messages.EXPECT_REDIS, shown) from None
     if parts.scheme not in ("redis", "rediss") or not parts.netloc:
-        raise _usage_error(source, _messages.EXPECT_REDIS, value)
-    return text
+        raise _usage_error(source, _messages.EXPECT_REDIS, shown)
+    return RedisURL(text)
 
 
 def _parse_redis_binary(value: object, source: str, base: Path, needed: bool) -> str | None:
@@ -453,6 +500,7 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
         config, INI_REDIS_BINARY, _messages.EXPECT_REDIS_BINARY
     )
     run, run_source, _ = _raw(config, INI_RUN, _messages.EXPECT_BOOL)
+    owned, owned_source, _ = _raw(config, INI_REDIS_OWNED, _messages.EXPECT_BOOL)
     report, report_source, report_base = _raw(config, INI_REPORT, _messages.EXPECT_REPORT)
     budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _messages.EXPECT_DURATION)
     instances, instances_source, _ = _raw(config, INI_INSTANCES, _messages.EXPECT_INSTANCES)
@@ -473,6 +521,7 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
         target_source=target_source,
         timeout_ns=_parse_budget(timeout, timeout_source),
         scenarios=_parse_scenarios(scenarios, scenarios_source),
+        redis_owned=_parse_run(owned, owned_source),
     )
     if settings.run and settings.target is None:
         raise pytest.UsageError(_messages.NO_TARGET)
@@ -482,13 +531,29 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
 def redis_for_report(settings: P1Settings) -> str:
     """The Redis setting as shown to users: passwords in URLs redacted."""
     if settings.redis_mode == "url":
-        # Imported only here: a URL may carry a password, and _redis owns redaction.
-        from pytest_quantum_p1._redis.server import redact_url
-
-        return redact_url(settings.redis)
+        return str(settings.redis) + (_messages.HEADER_REDIS_OWNED if settings.redis_owned else "")
     if settings.redis_mode == "server" and settings.redis_binary is not None:
         return f"server ({settings.redis_binary})"
-    return settings.redis
+    return str(settings.redis)
+
+
+def extra_for_report(extra: Mapping[str, object], settings: P1Settings) -> dict[str, str]:
+    """``P1Target.extra`` as shown to users: a URL's password and the run's secrets masked."""
+    shown = {}
+    for key, value in extra.items():
+        text = redact_text(str(value))
+        for secret in settings.secrets:
+            text = text.replace(secret, "***")
+        shown[str(key)] = text
+    return shown
+
+
+def extra_line(extra: Mapping[str, object], settings: P1Settings) -> str:
+    """``P1Target.extra`` as one line of the pytest header (passwords redacted)."""
+    facts = extra_for_report(extra, settings)
+    return _messages.HEADER_EXTRA.format(
+        facts=", ".join(f"{key}={value}" for key, value in facts.items())
+    )
 
 
 def header_line(settings: P1Settings) -> str:

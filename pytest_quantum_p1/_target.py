@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -24,6 +25,8 @@ import pytest
 from pytest_quantum_p1 import _messages
 
 if TYPE_CHECKING:
+    import asyncio
+
     from redis.asyncio import Redis
 
 __all__ = [
@@ -33,13 +36,18 @@ __all__ = [
     "TARGET_NAMES",
     "Bus",
     "Clock",
+    "Emitter",
+    "EmitterBus",
     "EventHandler",
+    "MonitorReader",
     "P1Target",
     "PolicyStore",
     "RequiredEvent",
     "StoreFactory",
     "TargetError",
+    "Timing",
     "V2Rules",
+    "json_record",
     "load_configured_target",
     "load_target",
     "resolve",
@@ -79,6 +87,124 @@ class Bus(Protocol):
 
     async def publish(self, name: str, payload: Mapping[str, Any]) -> None:
         """Deliver ``payload`` to the subscribers of ``name``."""
+
+
+class Emitter(Protocol):
+    """An ``on``/``emit`` event emitter (pyee's ``EventEmitter`` and its kind).
+
+    Its listeners get the payload only, and it keeps no catalogue of events.
+    """
+
+    def on(self, event: str, f: Callable[..., Any]) -> Any:
+        """Call ``f(payload)`` on every ``emit(event, payload)``."""
+
+    def remove_listener(self, event: str, f: Callable[..., Any]) -> Any:
+        """Undo :meth:`on`."""
+
+    def emit(self, event: str, *args: Any) -> Any:
+        """Call the listeners of ``event`` with ``args``."""
+
+
+class EmitterBus:
+    """An ``on``/``emit`` emitter (pyee, or any of its kind) seen as the harness's :class:`Bus`.
+
+    Such an emitter has no catalogue: the adapter lists the event names the
+    application defines (``catalogue``: its own list of event names, or
+    ``emitter.event_names()`` for the events something listens to), and
+    ``P1-1.catalogue`` says that it checked the adapter's list. A subscriber
+    gets ``(name, payload)`` as the :class:`Bus` promises; one that returns an
+    awaitable has it run as a task on the running loop (an emitter like pyee's
+    base ``EventEmitter`` would drop it). ``publish`` is ``emit(name, payload)``.
+    """
+
+    def __init__(self, emitter: Emitter, catalogue: Iterable[str]) -> None:
+        """Wrap ``emitter``; ``catalogue`` names every event the application defines."""
+        self.emitter = emitter
+        self._catalogue: dict[str, object] = dict.fromkeys(catalogue, "")
+        # A list, not a dict: handlers need not be hashable (a dataclass instance).
+        self._listeners: list[tuple[str, EventHandler, Callable[..., None]]] = []
+        # Tasks of async subscribers, kept alive until they finish.
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def catalogue(self) -> Mapping[str, object]:
+        """The event names the adapter listed (the emitter has no catalogue)."""
+        return self._catalogue
+
+    def subscribe(self, name: str, handler: EventHandler) -> None:
+        """Call ``handler(name, payload)`` on every ``emit(name, payload)``."""
+
+        def listener(payload: Mapping[str, Any], *_: Any) -> None:
+            result = handler(name, payload)
+            if inspect.isawaitable(result):
+                import asyncio  # not at the top: loading the plugin imports this module
+
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        self._listeners.append((name, handler, listener))
+        self.emitter.on(name, listener)
+
+    def unsubscribe(self, name: str, handler: EventHandler) -> None:
+        """Undo :meth:`subscribe`; a handler never subscribed is ignored."""
+        # The same object first; else an equal one (a bound method is a new
+        # object on every attribute access, but compares equal).
+        for same in (lambda h: h is handler, lambda h: h == handler):
+            for entry in self._listeners:
+                if entry[0] == name and same(entry[1]):
+                    self._listeners.remove(entry)
+                    self.emitter.remove_listener(name, entry[2])
+                    return
+
+    async def publish(self, name: str, payload: Mapping[str, Any]) -> None:
+        """``emit(name, payload)`` on the emitter."""
+        self.emitter.emit(name, payload)
+
+
+#: Reads one monitoring record as ``(event name, payload)``, or ``None`` for a
+#: record that is no event (see :attr:`P1Target.monitor_record`).
+MonitorReader = Callable[[logging.LogRecord], tuple[str, Mapping[str, Any]] | None]
+
+
+class json_record:  # lower case: used like a function: monitor_record=json_record()
+    """The :data:`MonitorReader` of a JSON-lines monitor: one JSON object per record message.
+
+    ``json_record(event_key="event", payload_key="payload")`` reads
+    ``record.getMessage()`` as a JSON object and returns ``(obj[event_key],
+    obj[payload_key])``. A message that is not JSON, not an object, or has no
+    string ``event_key`` is no event (``None``), not a crash: monitors log other
+    lines too. ``payload_key=None`` takes the whole object but the event key as
+    the payload (``{"event": "x", "old_mode": ...}``).
+    """
+
+    def __init__(self, event_key: str = "event", payload_key: str | None = "payload") -> None:
+        """Read events at ``event_key``, payloads at ``payload_key`` (``None``: the rest)."""
+        self.event_key = event_key
+        self.payload_key = payload_key
+
+    def __call__(self, record: logging.LogRecord) -> tuple[str, Mapping[str, Any]] | None:
+        """``(event name, payload)`` of ``record``, or ``None`` when it is no event."""
+        import json  # not at the top: loading the plugin imports this module
+
+        try:
+            obj = json.loads(record.getMessage())
+        except ValueError:  # JSONDecodeError, and bad UTF-8 in bytes
+            return None
+        if not isinstance(obj, dict):
+            return None
+        name = obj.get(self.event_key)
+        if not isinstance(name, str):
+            return None
+        if self.payload_key is None:
+            return name, {k: v for k, v in obj.items() if k != self.event_key}
+        payload = obj.get(self.payload_key)
+        if not isinstance(payload, dict):
+            return None
+        return name, payload
+
+    def __repr__(self) -> str:
+        return f"json_record(event_key={self.event_key!r}, payload_key={self.payload_key!r})"
 
 
 @runtime_checkable
@@ -134,9 +260,12 @@ class V2Rules:
 
     #: Directories whose ``.py`` files are scanned for v2 imports.
     source_roots: tuple[Path, ...]
-    #: Dotted names of the deprecated v2 modules still present.
+    #: Dotted names of the deprecated v2 modules or packages still present (a
+    #: package covers its submodules, and imports inside it are its own business:
+    #: name ``legacy.fedv2`` when its ``__init__`` re-exports the engine).
     v2_modules: tuple[str, ...]
-    #: Dotted names of the only modules allowed to import or construct v2.
+    #: Dotted names of the only modules (or packages, with their submodules)
+    #: allowed to import or construct v2.
     bridge_modules: tuple[str, ...]
     #: Paths that must no longer exist (also searched for by file name).
     removed_paths: tuple[Path, ...]
@@ -157,6 +286,53 @@ class V2Rules:
     #: Seconds ``P1-3.bridge-only-at-runtime`` keeps watching after the target
     #: calls it drives return, for threads and tasks the target left running.
     runtime_grace: float = 1.0
+    #: Builds the engine for ``P1-3.deprecation-warning`` when it cannot be built
+    #: with no arguments (``lambda: FedEngineV2(config={})``). The warning must
+    #: then name the factory's line: that is where the engine class is called.
+    #: ``None``: the harness calls ``engine_class`` with no arguments.
+    engine_factory: Callable[[], object] | None = None
+    #: Imports allowed anyway, as import-linter's ``ignore_imports`` writes them:
+    #: ``"importer -> imported"`` with dotted names, where a ``*`` part stands for
+    #: one module name and ``**`` for one or more (``"app.**.admin -> legacy.fedv2"``).
+    #: Matched against the module doing the import and the module it names.
+    ignore_imports: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Checked when the adapter is loaded, not when the scan runs: a typo here
+        # is a setting to fix, not a verdict about the backend.
+        from pytest_quantum_p1._v2.modules import ignore_pattern
+
+        for expression in self.ignore_imports:
+            try:
+                ignore_pattern(expression)
+            except ValueError as exc:
+                raise TargetError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The real seconds the harness waits for a store, when the target's needs more.
+
+    Used by ``P1-2.no-stale-reads`` (the state machine's waits) and by
+    ``P1-2.link-recovery`` (how long an instance may take to subscribe again).
+    The defaults are the machine's: a store with a 10 s reconnect backoff
+    declares ``Timing(reconnect_timeout=15)``. Each must be finite and > 0.
+    """
+
+    #: A store idle again after a step (its own invalidations processed).
+    settle_timeout: float = 5.0
+    #: A store back at its subscription after its link was cut.
+    reconnect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for label in ("settle_timeout", "reconnect_timeout"):
+            value = getattr(self, label)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise TargetError(_messages.TARGET_BAD_TIMING.format(name=label, value=value))
 
 
 @dataclass(frozen=True)
@@ -191,9 +367,10 @@ class P1Target:
     #: Reads one record of ``monitor_logger`` as ``(event name, payload)``, or
     #: ``None`` for a record that is no event (a monitor writing JSON lines parses
     #: ``record.getMessage()``). ``None``: ``record.event`` and ``record.payload``.
-    monitor_record: Callable[[logging.LogRecord], tuple[str, Mapping[str, Any]] | None] | None = (
-        None
-    )
+    #: ``json_record()`` reads a monitor writing one JSON object per record.
+    monitor_record: MonitorReader | None = None
+    #: The store's waits: raise them for a store that reconnects slowly.
+    timing: Timing = field(default_factory=Timing)
 
 
 class TargetError(Exception):

@@ -8,7 +8,7 @@ the fixtures that need them, when a test first asks for one.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pytest_quantum_p1._harness import PolicyCluster, PolicyClusterFactory
     from pytest_quantum_p1._latency import LatencyRecorder
     from pytest_quantum_p1._redis.clients import TrackedClients
+    from pytest_quantum_p1._redis.namespace import Namespace
     from pytest_quantum_p1._redis.server import RedisServer
     from pytest_quantum_p1._redis.source import RedisFactory, RedisSource
     from pytest_quantum_p1._target import P1Target
@@ -34,6 +35,7 @@ _FORBID_V2_KEY = pytest.StashKey["V2Guard"]()
 #: ``p1.latency.*`` figures by node id, for pytest-benchmark's JSON.
 _LATENCY_FIGURES_KEY = pytest.StashKey[dict[str, dict[str, object]]]()
 _BENCHMARK_HOOKS_NAME = "quantum_p1.benchmark"
+_Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 _ACCEPTANCE_HOOKS_NAME = "quantum_p1.acceptance"
 
 
@@ -61,8 +63,48 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(BenchmarkHooks(figures), _BENCHMARK_HOOKS_NAME)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return _options.header_line(config.stash[_options.SETTINGS_KEY])
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[_options.SETTINGS_KEY]
+    lines = [_options.header_line(settings)]
+    if settings.run and settings.target is not None:
+        # A --p1 run loads the target anyway; its facts (P1Target.extra) go in the header.
+        from pytest_quantum_p1._target import TargetError, load_configured_target
+
+        try:
+            target = load_configured_target(config, settings.target, settings.target_source)
+        except TargetError:
+            return lines  # the collection reports it, as a usage error
+        if target.extra:
+            lines.append(_options.extra_line(target.extra, settings))
+    return lines
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after every other hook added to it
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # A Redis password must reach no output: every report is masked before
+    # the terminal, JUnit XML, xdist or the acceptance reports read it.
+    report = yield
+    return _masked(item.config, report)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    return _masked(collector.config, report)
+
+
+def _masked(config: pytest.Config, report: _Report) -> _Report:
+    settings = config.stash.get(_options.SETTINGS_KEY, None)
+    if settings is None or not settings.secrets:
+        return report
+    from pytest_quantum_p1._redis.scrub import scrub_report
+
+    scrub_report(report, settings.secrets)
+    return report
 
 
 @pytest.hookimpl(wrapper=True)
@@ -208,6 +250,22 @@ def _p1_redis_server(p1_settings: _options.P1Settings) -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def _p1_redis_namespace(p1_settings: _options.P1Settings) -> Iterator[Namespace]:
+    # The run's names on a server it does not own; every key holding its
+    # token is removed at the end of the session, also after a failure or a
+    # Ctrl-C (pytest tears session fixtures down on its way out).
+    from pytest_quantum_p1._redis.namespace import Namespace
+    from pytest_quantum_p1._redis.source import RedisSource
+
+    source = RedisSource.external(p1_settings.redis)
+    namespace = Namespace.claim(source)
+    try:
+        yield namespace
+    finally:
+        namespace.retire(source)
+
+
 @pytest.fixture
 def _p1_redis_source(
     request: pytest.FixtureRequest, p1_settings: _options.P1Settings
@@ -222,16 +280,31 @@ def _p1_redis_source(
         source = RedisSource.server(server.url)
         source.flush()  # the server is private to this session: emptying it is safe
         return source
-    return RedisSource.external(p1_settings.redis)  # someone else's server: never flushed
+    # Someone else's server: never flushed unless its database was declared ours;
+    # the harness's names live in a namespace of this test's own either way.
+    namespace: Namespace = request.getfixturevalue("_p1_redis_namespace")
+    source = RedisSource.external(
+        p1_settings.redis, owned=p1_settings.redis_owned, namespace=namespace.child()
+    )
+    if source.owned:
+        source.flush()
+    return source
 
 
 @pytest.fixture
 def _p1_redis_clients(_p1_redis_source: RedisSource) -> Iterator[TrackedClients]:
-    from pytest_quantum_p1._redis.clients import TrackedClients
+    from pytest_quantum_p1._redis.clients import LeftOpen, TrackedClients
 
     clients = TrackedClients(_p1_redis_source)
     yield clients
-    clients.close()
+    try:
+        clients.close()
+    except LeftOpen as exc:
+        problem = str(exc)
+    else:
+        return
+    # The test's own doing, said in one message: no traceback of the harness.
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture
@@ -240,10 +313,31 @@ def p1_redis(_p1_redis_clients: TrackedClients) -> Redis:
 
     ``fake``: a fakeredis server of this test's own. ``server``: a private
     redis-server shared by the session and emptied before each test. A URL:
-    that server as it is, never flushed. Use the client on one event loop
-    at a time; ``p1_redis_factory()`` makes more clients on the same Redis.
+    that server as it is, shared with everything else on it and never flushed
+    (unless ``--p1-redis-owned`` declares its database the harness's: then
+    emptied before each test); name your keys with ``p1_redis_namespace``,
+    and they are removed at the end of the run. Use the client on one event
+    loop at a time; ``p1_redis_factory()`` makes more clients on the same Redis.
     """
     return _p1_redis_clients()
+
+
+@pytest.fixture
+def p1_redis_namespace(_p1_redis_source: RedisSource) -> str:
+    """A key prefix of this test's own, ``p1-<token>-t<n>-``, for keys on ``p1_redis``.
+
+    On a URL (``--p1-redis=redis://...``) no key on the server contained the
+    token when the run began, and every key containing it is removed at the
+    end of the run (``SCAN`` + ``UNLINK``), also after a failure or Ctrl-C.
+    """
+    if _p1_redis_source.namespace:
+        return _p1_redis_source.namespace
+    import secrets
+
+    from pytest_quantum_p1._redis.namespace import Namespace
+
+    # fake and server are emptied for every test: any fresh prefix is this test's alone.
+    return Namespace(secrets.token_hex(4)).child()
 
 
 @pytest.fixture

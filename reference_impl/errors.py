@@ -47,6 +47,10 @@ class InvalidPolicyError(InvalidPayloadError):
     """A policy that is not a JSON-serialisable mapping with str keys."""
 
 
+class InvalidSubscriberError(P1Error, TypeError):
+    """A subscriber that cannot be called, refused at ``subscribe``."""
+
+
 class InvalidPolicyNameError(P1Error, ValueError):
     """A policy name that is empty, over-long or path-like."""
 
@@ -63,11 +67,15 @@ class PolicyNotFoundError(P1Error, KeyError):
 
 
 class PolicyDecodeError(P1Error, ValueError):
-    """The stored bytes of a policy are not a JSON object."""
+    """The stored bytes of a policy are not a JSON object that a write would accept."""
+
+
+class PolicyTooLargeError(P1Error, ValueError):
+    """A policy whose JSON is over the store's ``max_policy_bytes``, written or read."""
 
 
 class StoreUnavailableError(P1Error, ConnectionError):
-    """Redis cannot be reached; nothing was served from a possibly stale cache."""
+    """Redis cannot be reached or did not answer in time; nothing stale was served."""
 
 
 class InvalidModeError(P1Error, ValueError):

@@ -52,6 +52,7 @@ from pytest_quantum_p1._acceptance.p1_3 import (
     criterion_no_direct_imports,
 )
 from pytest_quantum_p1._acceptance.record import CriterionRecord
+from pytest_quantum_p1._redis.namespace import using_prefix
 
 if TYPE_CHECKING:
     from pytest_quantum_p1._target import P1Target
@@ -151,7 +152,9 @@ class CriterionItem(pytest.Function):
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         # Criteria live in no test file; name them by id, not by module path.
-        return ("quantum-p1", None, f"{self.name}: {self.record.title}")
+        # Line 0, not None: a skip raised by a fixture (no redis-server) is
+        # reported at the item's location, which pytest requires to have a line.
+        return ("quantum-p1", 0, f"{self.name}: {self.record.title}")
 
     @property
     def deadline_s(self) -> float:
@@ -191,15 +194,19 @@ class CriterionItem(pytest.Function):
             self.record.summary = _messages.DEADLINE_SUMMARY.format(function=function)
 
         seconds = self.deadline_s
-        run_within(
-            super().runtest,
-            seconds,
-            name=self.name,
-            timeout_option=_options.OPT_TIMEOUT,
-            cleanup=close_opened,
-            on_overrun=lambda: _abandon(opened),
-            on_stuck=stuck_in,
-        )
+        # The names the check makes live in its Redis's namespace (empty on a
+        # Redis of the harness's own); the worker runs in a copy of this context.
+        source = self.funcargs.get("_p1_redis_source")
+        with using_prefix(getattr(source, "namespace", "")):
+            run_within(
+                super().runtest,
+                seconds,
+                name=self.name,
+                timeout_option=_options.OPT_TIMEOUT,
+                cleanup=close_opened,
+                on_overrun=lambda: _abandon(opened),
+                on_stuck=stuck_in,
+            )
 
 
 def _abandon(clusters: Sequence[Any]) -> None:

@@ -37,6 +37,7 @@ import pytest
 
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._acceptance.verdict import bullets, fail
+from pytest_quantum_p1._redis.namespace import WORKER_THREAD_PREFIX, current_prefix
 
 __all__ = [
     "DeadlineExceeded",
@@ -92,8 +93,13 @@ def run(awaitable: Awaitable[T]) -> T:
 
 
 def probe_name(prefix: str) -> str:
-    """A policy or round name no other probe (nor the target's own data) uses."""
-    return f"p1-{prefix}-{secrets.token_hex(4)}"
+    """A policy or round name no other probe (nor the target's own data) uses.
+
+    On a Redis the harness does not own it starts with the run's namespace
+    (``p1-<token>-t<n>-``, :mod:`pytest_quantum_p1._redis.namespace`), so every
+    key a store makes of it can be found and removed.
+    """
+    return f"{current_prefix() or 'p1-'}{prefix}-{secrets.token_hex(4)}"
 
 
 @contextmanager
@@ -414,7 +420,7 @@ def run_within(
                 if state.outcome[0]:  # the check's own error is the one to report
                     state.outcome = (False, exc)
 
-    worker = threading.Thread(target=work, name=f"p1 {name}", daemon=True)
+    worker = threading.Thread(target=work, name=f"{WORKER_THREAD_PREFIX}{name}", daemon=True)
     started = time.monotonic()
     worker.start()
     end = started + seconds

@@ -218,11 +218,15 @@ class AcceptanceHooks:
         return [CriterionRecord.from_carried(data) for data in ordered]
 
     def _meta(self) -> dict[str, Any]:
-        from pytest_quantum_p1._options import SETTINGS_KEY, redis_for_report
+        from pytest_quantum_p1._options import SETTINGS_KEY, extra_for_report, redis_for_report
+        from pytest_quantum_p1._target import TARGET_KEY
 
         settings = self.config.stash[SETTINGS_KEY]
+        target = self.config.stash.get(TARGET_KEY, None)
         return {
             "target": settings.target,
+            # P1Target.extra: the team's own facts about the target, passwords redacted.
+            "extra": extra_for_report(target.extra if target is not None else {}, settings),
             "redis": redis_for_report(settings),
             "latency_budget_ns": settings.latency_budget_ns,
             "instances": settings.instances,

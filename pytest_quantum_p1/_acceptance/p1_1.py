@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
@@ -76,12 +76,18 @@ def criterion_catalogue(p1_target: P1Target, _p1_criterion: CriterionRecord) -> 
     required = [event.name for event in p1_target.required_events]
     if not required:
         _no_required_events(_p1_criterion)
-    catalogue = list(p1_target.bus().catalogue)
+    from pytest_quantum_p1._target import EmitterBus
+
+    bus = p1_target.bus()
+    catalogue = list(bus.catalogue)
     missing = [name for name in required if name not in catalogue]
     _p1_criterion.figures = {"required": len(required), "missing": len(missing)}
     _p1_criterion.summary = _messages.P1_1_CATALOGUE_SUMMARY.format(
         present=len(required) - len(missing), required=len(required)
     )
+    if isinstance(bus, EmitterBus):
+        # The emitter keeps no catalogue: what was checked is the adapter's list.
+        _p1_criterion.summary += _messages.P1_1_CATALOGUE_FROM_ADAPTER
     if missing:
         fail(
             _messages.P1_1_CATALOGUE_MISSING.format(count=len(missing)),
@@ -379,6 +385,23 @@ class _MonitorRecord:
     payload: object
 
 
+def _reader_name(read: object) -> str:
+    """A monitor reader as a user finds it: ``json_record(...)``, or its name and place."""
+    code = getattr(read, "__code__", None)
+    if code is None:
+        return repr(read)
+    name = getattr(read, "__qualname__", "?")
+    return f"{name} ({os.path.basename(code.co_filename)}:{code.co_firstlineno})"
+
+
+def _record_text(record: logging.LogRecord, limit: int = 80) -> str:
+    try:
+        text = record.getMessage()
+    except Exception:  # the record's own arguments do not format: show the template
+        text = str(record.msg)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _monitor_records(
     p1_target: P1Target, records: Sequence[logging.LogRecord], name: str
 ) -> list[_MonitorRecord]:
@@ -393,14 +416,31 @@ def _monitor_records(
                 parsed = read(record)
             except Exception as exc:
                 raise TargetError(
-                    _messages.P1_1_MONITOR_RECORD_RAISED.format(
-                        type=type(exc).__name__, logger=p1_target.monitor_logger, error=exc
+                    _messages.P1_1_MONITOR_READER_RAISED.format(
+                        reader=_reader_name(read),
+                        type=type(exc).__name__,
+                        logger=p1_target.monitor_logger,
+                        message=_record_text(record),
+                        error=exc,
                     )
                 ) from exc
             event, payload = parsed if parsed is not None else (None, None)
         if event == name:
             found.append(_MonitorRecord(record.levelno, payload))
     return found
+
+
+def _unread(p1_target: P1Target, records: Sequence[logging.LogRecord]) -> list[logging.LogRecord]:
+    """The records the target's ``monitor_record`` read as no event (none without a reader)."""
+    read = p1_target.monitor_record
+    if read is None:
+        return []
+    unread = []
+    for record in records:
+        with suppress(Exception):  # a raising reader is _monitor_records' error to report
+            if read(record) is None:
+                unread.append(record)
+    return unread
 
 
 def criterion_logged(p1_target: P1Target, _p1_criterion: CriterionRecord) -> None:
@@ -440,6 +480,16 @@ def criterion_logged(p1_target: P1Target, _p1_criterion: CriterionRecord) -> Non
                     name=event.name, published=len(published), logged=len(records), logger=logger
                 )
             )
+            unread = _unread(p1_target, handler.records)
+            if unread:  # the record may be there, in a shape the reader does not take
+                problems.append(
+                    _messages.P1_1_LOGGED_UNREAD.format(
+                        count=len(unread),
+                        logger=logger,
+                        reader=_reader_name(p1_target.monitor_record),
+                        example=_record_text(unread[-1]),
+                    )
+                )
         elif any(r.payload != e.payload for r, e in zip(records, published, strict=True)):
             problems.append(_messages.P1_1_LOGGED_PAYLOAD_DIFFERS.format(name=event.name))
         else:

@@ -895,13 +895,14 @@ def criterion_write_then_invalidate(
 
 
 def criterion_link_recovery(
-    policy_cluster: PolicyClusterFactory, _p1_criterion: CriterionRecord
+    p1_target: P1Target, policy_cluster: PolicyClusterFactory, _p1_criterion: CriterionRecord
 ) -> None:
     """After its invalidation link is cut, an instance subscribes again and works as before.
 
     Not only "no stale read" (a store that stops caching is never stale): the
     instance must take invalidations again and serve hits from its cache again.
-    Values are judged only where an invalidation worked before the cut.
+    Values are judged only where an invalidation worked before the cut. It may
+    take the target's ``timing.reconnect_timeout`` to subscribe again.
     """
     from pytest_quantum_p1._harness import ClusterTimeout
 
@@ -910,13 +911,14 @@ def criterion_link_recovery(
     invalidates = _invalidates(cluster, name)
     cluster.read(1, name)  # cached before the cut
     subscriptions = cluster.subscriptions[1]
+    reconnect_s = p1_target.timing.reconnect_timeout
     cut_at = time.perf_counter()
     cluster.pubsub(1).disconnect()
     try:
-        back_at = cluster.wait_resubscribed(1, after=subscriptions, timeout=WAIT_S)
+        back_at = cluster.wait_resubscribed(1, after=subscriptions, timeout=reconnect_s)
     except TimeoutError as exc:
         fail(
-            _messages.P1_2_LINK_NOT_RESUBSCRIBED.format(timeout=WAIT_S),
+            _messages.P1_2_LINK_NOT_RESUBSCRIBED.format(timeout=reconnect_s),
             str(exc),
             _messages.P1_2_LINK_RECOVERY_FIX,
             _messages.ACCEPTANCE_READ_MORE,
@@ -951,8 +953,9 @@ def criterion_link_recovery(
                 _messages.ACCEPTANCE_READ_MORE,
             )
     ms = max(0.0, (back_at - cut_at) * 1000)
-    _p1_criterion.figures = {"resubscribed_ms": round(ms, 2)}
-    _p1_criterion.summary = _messages.P1_2_LINK_RECOVERY_SUMMARY.format(ms=ms)
+    _p1_criterion.figures = {"resubscribed_ms": round(ms, 2), "reconnect_timeout_s": reconnect_s}
+    summary = _messages.P1_2_LINK_RECOVERY_SUMMARY.format(ms=ms)
+    _p1_criterion.summary = summary + _messages.P1_2_LINK_RECOVERY_WAIT.format(timeout=reconnect_s)
 
 
 def _invalidates(cluster: PolicyCluster, name: str) -> bool:
@@ -1059,13 +1062,12 @@ def criterion_no_stale_reads(
     property the search finds broken fails the criterion with the (shrunk)
     steps; a store that could not be built, started or driven is an error
     with its cause. ``settle_timeout`` and ``reconnect_timeout`` are the
-    machine's waits (real seconds; ``None``: its defaults).
+    machine's waits (real seconds; ``None``: the target's ``timing``, whose
+    defaults are the machine's).
     """
-    from pytest_quantum_p1._stateful import (
-        DEFAULT_RECONNECT_TIMEOUT,
-        DEFAULT_SETTLE_TIMEOUT,
-        check_no_stale_reads,
-    )
+    from pytest_quantum_p1._stateful import check_no_stale_reads
+
+    timing = p1_target.timing
 
     result = check_no_stale_reads(
         p1_target.store_factory,
@@ -1077,9 +1079,9 @@ def criterion_no_stale_reads(
         scenarios=p1_settings.scenarios,
         seed=NO_STALE_READS_SEED,
         channel=p1_target.invalidation_channel,
-        settle_timeout=DEFAULT_SETTLE_TIMEOUT if settle_timeout is None else settle_timeout,
+        settle_timeout=timing.settle_timeout if settle_timeout is None else settle_timeout,
         reconnect_timeout=(
-            DEFAULT_RECONNECT_TIMEOUT if reconnect_timeout is None else reconnect_timeout
+            timing.reconnect_timeout if reconnect_timeout is None else reconnect_timeout
         ),
         # Setting the stores up is a call into the target like any other: --p1-timeout.
         step_timeout=p1_settings.timeout_ns / 1e9,

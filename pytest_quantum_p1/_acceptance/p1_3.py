@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "V2_WATCH_KEY",
+    "EngineConstructionError",
     "FailingNode",
     "RelayProbeError",
     "V2Watch",
@@ -103,7 +104,7 @@ def criterion_files_removed(p1_target: P1Target, _p1_criterion: CriterionRecord)
 
 def criterion_no_direct_imports(p1_target: P1Target, _p1_criterion: CriterionRecord) -> None:
     """Nothing but the bridge imports v2."""
-    from pytest_quantum_p1._v2 import format_violations, python_files, scan_v2_usage
+    from pytest_quantum_p1._v2 import format_violations, python_files, scan_v2_usage, within
 
     rules = p1_target.v2
     _p1_criterion.summary = _messages.P1_3_IMPORTS_UNCHECKED_SUMMARY.format(files=0)
@@ -113,11 +114,15 @@ def criterion_no_direct_imports(p1_target: P1Target, _p1_criterion: CriterionRec
             _messages.P1_3_NO_V2_MODULES_FIX,
             _messages.ACCEPTANCE_READ_MORE,
         )
-    result = scan_v2_usage(rules.source_roots, rules.v2_modules, rules.bridge_modules)
+    result = scan_v2_usage(
+        rules.source_roots, rules.v2_modules, rules.bridge_modules, rules.ignore_imports
+    )
     _p1_criterion.figures = {
         "files_scanned": result.files_scanned,
         "violations": len(result.violations),
     }
+    if rules.ignore_imports:
+        _p1_criterion.figures["ignored"] = result.ignored
     _p1_criterion.summary = _messages.P1_3_IMPORTS_UNCHECKED_SUMMARY.format(
         files=result.files_scanned
     )
@@ -135,7 +140,7 @@ def criterion_no_direct_imports(p1_target: P1Target, _p1_criterion: CriterionRec
         )
     # A misspelt v2 module name matches no import at all: nothing was looked for.
     names = [name for root in rules.source_roots for _path, name in python_files(Path(root))]
-    if not any(_within(name, rules.v2_modules) for name in names):
+    if not any(within(name, rules.v2_modules) for name in names):
         fail(
             _messages.P1_3_V2_MODULES_NOT_FOUND.format(files=len(names)),
             *bullets(list(rules.v2_modules)),
@@ -145,17 +150,61 @@ def criterion_no_direct_imports(p1_target: P1Target, _p1_criterion: CriterionRec
     _p1_criterion.summary = _messages.P1_3_NO_DIRECT_IMPORTS_SUMMARY.format(
         files=result.files_scanned, violations=0
     )
+    if rules.ignore_imports:
+        # What the adapter let through is part of the claim, and so are the
+        # entries that matched nothing (stale, or misspelt: import-linter errs on them).
+        _p1_criterion.summary += _messages.P1_3_IMPORTS_IGNORED.format(
+            ignored=result.ignored, entries=len(rules.ignore_imports)
+        )
+        if result.unmatched_ignores:
+            _p1_criterion.summary += _messages.P1_3_IMPORTS_IGNORES_UNMATCHED.format(
+                unmatched=", ".join(result.unmatched_ignores)
+            )
 
 
-def _within(name: str, modules: Sequence[str]) -> bool:
-    return any(name == m or name.startswith(m + ".") for m in modules)
+class EngineConstructionError(Exception):
+    """The harness could not build the v2 engine to look at its warning: the adapter's to fix."""
+
+
+def _factory_name(factory: object) -> str:
+    """A factory as a user finds it: its name, and where it is defined."""
+    name = getattr(factory, "__qualname__", None) or repr(factory)
+    code = getattr(factory, "__code__", None)
+    if code is None:
+        return str(name)
+    return f"{name} ({Path(code.co_filename).name}:{code.co_firstlineno})"
+
+
+def _construct(engine: type, factory: Any) -> Any:
+    """:func:`construct_traced`, its failures worded as the adapter's errors."""
+    from pytest_quantum_p1._v2 import ConstructionNotSeen, construct_traced
+
+    name = engine.__name__
+    try:
+        return construct_traced(engine, factory)
+    except ConstructionNotSeen:
+        raise EngineConstructionError(
+            _messages.P1_3_ENGINE_FACTORY_DID_NOT_CONSTRUCT.format(
+                factory=_factory_name(factory), engine=name
+            )
+        ) from None
+    except Exception as exc:
+        if factory is not None:
+            message = _messages.P1_3_ENGINE_FACTORY_RAISED.format(
+                factory=_factory_name(factory), type=type(exc).__name__, error=exc
+            )
+        else:
+            message = _messages.P1_3_ENGINE_CONSTRUCTION_RAISED.format(
+                engine=name, type=type(exc).__name__, error=exc
+            )
+        raise EngineConstructionError(message) from exc
 
 
 def criterion_deprecation_warning(
     p1_target: P1Target, pytestconfig: pytest.Config, _p1_criterion: CriterionRecord
 ) -> None:
     """Constructing the v2 engine warns DeprecationWarning at the caller's line."""
-    from pytest_quantum_p1._v2 import construct_traced, load_engine_class
+    from pytest_quantum_p1._v2 import load_engine_class
 
     engine = load_engine_class(p1_target.v2.engine_class)
     # The run-wide watch wraps the engine's __new__: a warning raised there would
@@ -163,11 +212,15 @@ def criterion_deprecation_warning(
     # harness's own, so the watch looks away for it.
     with paused_v2_watch(pytestconfig), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        traced = construct_traced(engine)
+        traced = _construct(engine, p1_target.v2.engine_factory)
     deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
     name = engine.__name__
     _p1_criterion.figures = {"warnings": len(deprecations)}
     _p1_criterion.summary = _messages.P1_3_DEPRECATION_SUMMARY.format(engine=name)
+    if p1_target.v2.engine_factory is not None:
+        _p1_criterion.summary += _messages.P1_3_DEPRECATION_THROUGH_FACTORY.format(
+            file=Path(traced.site[0]).name, line=traced.site[1]
+        )
     if not deprecations:
         _p1_criterion.summary = _messages.P1_3_NO_DEPRECATION_SUMMARY.format(engine=name)
         others = [f"{w.category.__name__}: {w.message}" for w in caught]

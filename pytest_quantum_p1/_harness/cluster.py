@@ -207,6 +207,7 @@ class PolicyCluster:
         channel: str,
         clock: Clock,
         processes: bool = False,
+        namespace: str = "",
     ) -> None:
         # Private: use open() / open_async(), which start the stores.
         self.portal = portal
@@ -217,7 +218,9 @@ class PolicyCluster:
         self._owns_portal = owns_portal
         self._members = list(members)
         self._control: Any = control
-        self._token = secrets.token_hex(3)
+        # In the source's namespace (on a Redis the harness does not own): what
+        # is published names only the harness's own policies.
+        self._marker_prefix = f"{namespace or 'p1-'}settle-{secrets.token_hex(3)}-"
         self._settles = 0
         self._updates: list[UpdateRecord] = []
         self._reads = [0] * len(self._members)
@@ -354,6 +357,7 @@ class PolicyCluster:
                 channel=channel,
                 clock=clock,
                 processes=processes,
+                namespace=source.namespace,
             )
             await _wait_all_subscribed(members, channel, timeout)
         except BaseException:
@@ -602,7 +606,7 @@ class PolicyCluster:
 
     async def _settle(self, timeout: float) -> float:
         self._settles += 1
-        marker = f"p1-settle-{self._token}-{self._settles}"
+        marker = f"{self._marker_prefix}{self._settles}"
         started = time.perf_counter()
         try:
             receivers = await self._control.publish(self.channel, marker)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncGenerator
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
+
+from pytest_quantum_p1 import _messages
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -12,7 +16,7 @@ if TYPE_CHECKING:
 
     from pytest_quantum_p1._redis.source import RedisSource
 
-__all__ = ["TrackedClients"]
+__all__ = ["LeftOpen", "TrackedClients"]
 
 
 async def _disconnect_at_loop_shutdown(connection: AbstractConnection) -> AsyncGenerator[None]:
@@ -31,17 +35,30 @@ class TrackedClients:
     on its loop; ``asyncio.run``, ``asyncio.Runner`` (pytest-asyncio, anyio)
     and the harness's portal close those before closing the loop, and that
     disconnects the connection. Teardown closes what is left on live loops.
+
+    A loop closed without that step (``loop.close()`` alone) leaves its
+    connections open, where nothing can close them any more: teardown
+    raises :class:`LeftOpen` saying so, on fakeredis as on a real server (the
+    real sockets are shut down first, so the server lets them go).
     """
 
     def __init__(self, source: RedisSource) -> None:
         self.source = source
         self._clients: list[Redis] = []
-        self._closers: list[tuple[asyncio.AbstractEventLoop, AsyncGenerator[None]]] = []
+        self._closers: list[
+            tuple[asyncio.AbstractEventLoop, AsyncGenerator[None], AbstractConnection]
+        ] = []
 
     def __call__(self, **kwargs: Any) -> Redis:
         if not self.source.is_fake:
             kwargs.setdefault("redis_connect_func", self._on_connect)
         client = self.source.client(**kwargs)
+        if self.source.is_fake:
+            # fakeredis drops the keyword; its connections still call it when
+            # set on the pool, so a closed loop is found as on a real server.
+            client.connection_pool.connection_kwargs.setdefault(
+                "redis_connect_func", self._on_connect
+            )
         self._clients.append(client)
         return client
 
@@ -49,15 +66,53 @@ class TrackedClients:
         await connection.on_connect()
         closer = _disconnect_at_loop_shutdown(connection)
         await anext(closer)  # first iteration registers it with the running loop
-        self._closers.append((asyncio.get_running_loop(), closer))
+        self._closers.append((asyncio.get_running_loop(), closer, connection))
 
     def close(self) -> None:
-        for loop, closer in self._closers:
-            if loop.is_closed():  # its shutdown already ran the closer
+        """Close every client; raise :class:`LeftOpen` for connections a closed loop stranded."""
+        stranded: list[AbstractConnection] = []
+        busy = False
+        for loop, closer, connection in self._closers:
+            if loop.is_closed():
+                if getattr(closer, "ag_frame", None) is not None:  # its shutdown never ran it
+                    stranded.append(connection)
                 continue
             if loop.is_running():  # on another thread (a portal, a session loop)
+                busy = True
                 asyncio.run_coroutine_threadsafe(closer.aclose(), loop).result(10)
             else:
                 loop.run_until_complete(closer.aclose())
+        for connection in stranded:
+            _shut_down(connection)
         for client in self._clients:
-            asyncio.run(client.aclose())
+            try:
+                asyncio.run(client.aclose())
+            except RuntimeError:
+                # "Event loop is closed": the stranded ones, reported below; or
+                # "attached to a different loop": a check abandoned at its
+                # deadline or by Ctrl-C still uses it on its loop, which ends with it.
+                if not (stranded or busy):
+                    raise
+        if stranded:
+            raise LeftOpen(_messages.REDIS_CONNECTIONS_LEFT_OPEN.format(count=len(stranded)))
+
+
+class LeftOpen(RuntimeError):
+    """The test closed an event loop with connections of ``p1_redis`` still open on it."""
+
+
+#: Transports of stranded connections, kept for the life of the process: one
+#: collected later would warn ``unclosed transport`` in whatever test runs then.
+_STRANDED: list[object] = []
+
+
+def _shut_down(connection: AbstractConnection) -> None:
+    # Its transport cannot be closed without its loop; the socket can still
+    # tell the server the connection is over.
+    writer = getattr(connection, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        _STRANDED.append(transport)

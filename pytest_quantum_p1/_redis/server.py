@@ -1,4 +1,4 @@
-"""A private redis-server for tests, and URL redaction.
+"""A private redis-server for tests (URL redaction lives in :mod:`.url`, re-exported here).
 
 ``--p1-redis=server`` and the project's own real-Redis tests spawn a throwaway
 ``redis-server`` on a free loopback port, with no persistence and a temporary
@@ -9,7 +9,6 @@ working directory, so nothing shared is ever touched. Standard library only
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,11 +20,14 @@ from types import TracebackType
 from typing import Final, Self
 
 from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._redis.url import RedisURL, redact_text, redact_url
 
 __all__ = [
     "RedisServer",
     "RedisServerUnavailable",
+    "RedisURL",
     "free_port",
+    "redact_text",
     "redact_url",
     "spawn_redis_server",
 ]
@@ -211,12 +213,6 @@ def spawn_redis_server(binary: str | None = None, *, startup_timeout: float = 10
     raise error
 
 
-# A userinfo with a password: everything up to the last "@" before the host,
-# provided it holds no "?" or "#" (then the "@" belongs to the query or fragment).
-_USERINFO: Final = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):[^?#]*@")
-_QUERY_PASSWORD: Final = re.compile(r"(?P<key>[?&]password=)[^&#]*", re.IGNORECASE)
-
-
 def require_redis_server(binary: str | None = None, *, why: str = "{error}") -> RedisServer:
     """A private server for a test, fixture or benchmark; the one rule for when there is none.
 
@@ -233,14 +229,3 @@ def require_redis_server(binary: str | None = None, *, why: str = "{error}") -> 
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI needs a real Redis: {problem}", pytrace=False)
     pytest.skip(problem)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe to print.
-
-    ``redis://user:secret@h:1/0`` becomes ``redis://user:***@h:1/0``,
-    ``redis://:secret@h`` becomes ``redis://:***@h``, and a ``password=``
-    query parameter is masked too. A URL without credentials is unchanged.
-    """
-    redacted = _USERINFO.sub(r"\g<head>:***@", url, count=1)
-    return _QUERY_PASSWORD.sub(r"\g<key>***", redacted)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._redis.server import redact_url
+from pytest_quantum_p1._redis.url import RedisURL
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -41,10 +41,15 @@ class RedisSource:
     """
 
     kind: RedisKind
-    #: ``redis://`` / ``rediss://`` URL; ``None`` for a fake source (it has no address).
-    url: str | None = None
-    #: The harness started this server and may empty it (a private ``server``).
+    #: ``redis://`` / ``rediss://`` URL, its password redacted wherever it is shown;
+    #: ``None`` for a fake source (it has no address).
+    url: RedisURL | None = None
+    #: The harness may empty it: a private ``server``, or a URL whose database
+    #: the user declared the harness's own (``--p1-redis-owned``).
     owned: bool = False
+    #: What every policy name the harness makes on it starts with
+    #: (:mod:`~pytest_quantum_p1._redis.namespace`); ``""`` on a server of the harness's own.
+    namespace: str = ""
     _fake_server: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -55,14 +60,21 @@ class RedisSource:
         return cls("fake", _fake_server=fakeredis.FakeServer())
 
     @classmethod
-    def server(cls, url: str) -> RedisSource:
+    def server(cls, url: str | RedisURL) -> RedisSource:
         """A private redis-server the harness started (and so may flush)."""
-        return cls("server", url, owned=True)
+        return cls("server", _as_url(url), owned=True)
 
     @classmethod
-    def external(cls, url: str) -> RedisSource:
-        """Someone else's server, by URL: used as given, never flushed."""
-        return cls("url", url)
+    def external(
+        cls, url: str | RedisURL, *, owned: bool = False, namespace: str = ""
+    ) -> RedisSource:
+        """Someone else's server, by URL: used as given, never flushed.
+
+        ``owned=True``: the user declared its database the harness's own
+        (``--p1-redis-owned``): it may be emptied (``FLUSHDB``). ``namespace``:
+        the prefix of the names the harness makes on it.
+        """
+        return cls("url", _as_url(url), owned=owned, namespace=namespace)
 
     @property
     def is_fake(self) -> bool:
@@ -81,20 +93,32 @@ class RedisSource:
 
     @property
     def address(self) -> str:
-        """The URL other processes reach this Redis by; :class:`TypeError` for a fake one."""
+        """The URL other processes reach this Redis by, password included (never print it);
+        :class:`TypeError` for a fake one."""
         if self.url is None:
             raise TypeError(_messages.NOT_A_SERVER)
-        return self.url
+        return self.url.reveal()
 
     def flush(self) -> None:
-        """Empty the server; only a source the harness owns may be emptied."""
+        """Empty it; only a source the harness owns may be emptied.
+
+        A private server is emptied whole; a URL's database the user declared
+        the harness's own, only that database.
+        """
         if not self.owned:
             raise PermissionError(_messages.REDIS_NOT_OWNED.format(source=self))
         import redis
 
         with redis.Redis.from_url(self.address) as admin:
-            admin.flushall()
+            if self.kind == "server":
+                admin.flushall()
+            else:
+                admin.flushdb()
 
     def __str__(self) -> str:
         """How the source is shown to people: credentials redacted."""
-        return "fake" if self.url is None else redact_url(self.url)
+        return "fake" if self.url is None else str(self.url)
+
+
+def _as_url(url: str | RedisURL) -> RedisURL:
+    return url if isinstance(url, RedisURL) else RedisURL(url)

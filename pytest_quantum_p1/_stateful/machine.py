@@ -103,6 +103,7 @@ from hypothesis.stateful import (
 
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._clock import VirtualClock
+from pytest_quantum_p1._redis.namespace import is_retired
 from pytest_quantum_p1._redis.source import RedisSource
 from pytest_quantum_p1._stateful.instruments import CommandHold, FetchHold, MachineRedis
 from pytest_quantum_p1._stateful.model import (
@@ -358,6 +359,9 @@ class InvalidationMachine(RuleBasedStateMachine):
       ``redis.asyncio`` client, called on the machine's loop; or ``redis_url``;
       default: a fresh fakeredis server per example;
     - ``disabled_rules``: rule names (``RULES``) to leave out, to focus a search;
+    - ``name_prefix``: put before every policy name (and marker) the stores are
+      given, e.g. a namespace on a Redis shared with other data; the steps show
+      the names without it;
     - ``settle_timeout``: real seconds a store may take to become idle again after one step;
     - ``reconnect_timeout``: real seconds a store may take to come back to its
       subscription after ``disconnect`` / ``reconnect`` (raise it for a store that
@@ -377,6 +381,7 @@ class InvalidationMachine(RuleBasedStateMachine):
     make_client: Callable[[], Redis] | None = None
     redis_url: ClassVar[str | None] = None
     disabled_rules: ClassVar[frozenset[str]] = frozenset()
+    name_prefix: ClassVar[str] = ""
     settle_timeout: ClassVar[float] = DEFAULT_SETTLE_TIMEOUT
     reconnect_timeout: ClassVar[float] = DEFAULT_RECONNECT_TIMEOUT
     step_timeout: ClassVar[float] = DEFAULT_STEP_TIMEOUT
@@ -423,7 +428,8 @@ class InvalidationMachine(RuleBasedStateMachine):
         self.clock = VirtualClock()
         self._stats = cls.stats
         self._stats.examples += 1
-        self._marker_prefix = f"p1-quiesce-{secrets.token_hex(3)}-"
+        self._names = cls.name_prefix
+        self._marker_prefix = f"{cls.name_prefix or 'p1-'}quiesce-{secrets.token_hex(3)}-"
         self._markers = 0
         self._model = Model(self.ttl_s)
         self._insts: list[Instance] = []
@@ -459,6 +465,11 @@ class InvalidationMachine(RuleBasedStateMachine):
         logger.debug("event loop error in %s: %s", type(self).__name__, context.get("message"))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if is_retired(self._names):
+            # The run that owns these names is over (Ctrl-C, an abandoned
+            # check) and is removing their keys: write nothing more.
+            coro.close()
+            raise CouldNotRun(_messages.MACHINE_NAMESPACE_RETIRED.format(prefix=self._names))
         return self._loop.run_until_complete(self._bounded(coro))
 
     async def _bounded(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -778,7 +789,7 @@ class InvalidationMachine(RuleBasedStateMachine):
 
     def _get(self, inst: Instance, name: str) -> Awaitable[Mapping[str, Any]]:
         what = _messages.MACHINE_CALL.format(instance=inst.index, call=f"get_policy({name!r})")
-        return self._store_call(what, inst.store.get_policy(name))
+        return self._store_call(what, inst.store.get_policy(self._names + name))
 
     def _judge(self, inst: Instance, start: ReadStart, value: Mapping[str, Any]) -> None:
         __tracebackhide__ = True
@@ -841,7 +852,9 @@ class InvalidationMachine(RuleBasedStateMachine):
 
     def _start_update(self, write: Write, body: Mapping[str, Any]) -> asyncio.Future[None]:
         store = self._inst(write.writer).store
-        call = self._store_call(self._update_call(write), store.update_policy(write.name, body))
+        call = self._store_call(
+            self._update_call(write), store.update_policy(self._names + write.name, body)
+        )
         return asyncio.ensure_future(call)
 
     async def _finish_update(
@@ -1274,8 +1287,9 @@ def machine_for(
     channel: str | None = None,
     disabled_rules: Sequence[str] = (),
     name: str | None = None,
-    settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
-    reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    name_prefix: str = "",
+    settle_timeout: float | None = None,
+    reconnect_timeout: float | None = None,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
 ) -> type[InvalidationMachine]:
     """An :class:`InvalidationMachine` subclass for a target or a store factory.
@@ -1285,9 +1299,19 @@ def machine_for(
     factory, to ``DEFAULT_TTL`` and :data:`~pytest_quantum_p1._target.DEFAULT_CHANNEL`.
     The timeouts are the machine's waits, in real seconds (see
     :class:`InvalidationMachine`): a store with a 10 s reconnect backoff is
-    checked with ``reconnect_timeout=15``. Run it with ``TestX =
+    checked with ``reconnect_timeout=15``; from a target, ``settle_timeout`` and
+    ``reconnect_timeout`` default to its :attr:`~pytest_quantum_p1.P1Target.timing`,
+    otherwise to the machine's defaults. ``name_prefix`` goes before every
+    policy name the stores are given (a namespace). Run it with ``TestX =
     machine_for(...).TestCase`` or :func:`~hypothesis.stateful.run_state_machine_as_test`.
     """
+    timing = target.timing if isinstance(target, P1Target) else None
+    if settle_timeout is None:
+        settle_timeout = DEFAULT_SETTLE_TIMEOUT if timing is None else timing.settle_timeout
+    if reconnect_timeout is None:
+        reconnect_timeout = (
+            DEFAULT_RECONNECT_TIMEOUT if timing is None else timing.reconnect_timeout
+        )
     for label, value in (
         ("settle_timeout", settle_timeout),
         ("reconnect_timeout", reconnect_timeout),
@@ -1311,6 +1335,7 @@ def machine_for(
         "make_client": None if make_client is None else staticmethod(make_client),
         "redis_url": redis_url,
         "disabled_rules": frozenset(disabled_rules),
+        "name_prefix": name_prefix,
         "settle_timeout": float(settle_timeout),
         "reconnect_timeout": float(reconnect_timeout),
         "step_timeout": float(step_timeout),

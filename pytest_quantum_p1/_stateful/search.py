@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from hypothesis import Phase, Verbosity
 from hypothesis.stateful import run_state_machine_as_test
 
 from pytest_quantum_p1 import _messages
+from pytest_quantum_p1._redis.namespace import current_prefix
 from pytest_quantum_p1._stateful.machine import (
     DEFAULT_RECONNECT_TIMEOUT,
     DEFAULT_SETTLE_TIMEOUT,
@@ -123,6 +125,7 @@ def check_no_stale_reads(
     reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
     parallel: bool = True,
+    name_prefix: str | None = None,
 ) -> NoStaleReadsResult:
     """Run at least ``scenarios`` scenarios of the machine against ``store_factory``.
 
@@ -139,7 +142,9 @@ def check_no_stale_reads(
     timeouts (real seconds: to settle after a step, to come back after a link
     step, for the setup or one step) configure the machine as in
     :func:`~pytest_quantum_p1._stateful.machine.machine_for`; ``step_count``
-    is the most steps per scenario.
+    is the most steps per scenario. ``name_prefix`` goes before every policy
+    name the stores are given (default: the namespace in force,
+    :func:`~pytest_quantum_p1._redis.namespace.current_prefix`).
 
     Raises :class:`~pytest_quantum_p1._stateful.machine.CouldNotRun`, saying
     why, when the stores cannot be built, started or driven (a factory or a
@@ -158,6 +163,7 @@ def check_no_stale_reads(
         reconnect_timeout=reconnect_timeout,
         step_timeout=step_timeout,
         name="NoStaleReads",
+        name_prefix=current_prefix() if name_prefix is None else name_prefix,
     )
     started = time.perf_counter()
     with _frozen_heap():
@@ -360,8 +366,28 @@ def _in_parallel(plan: list[tuple[int, int]], run: dict[str, Any]) -> list[_Part
                 os.waitpid(pid, 0)
 
 
+def _exit_with(parent: int) -> None:
+    """End this forked child as soon as ``parent`` is gone (a Ctrl-C, a kill).
+
+    An orphaned part would go on writing to the Redis after the run removed
+    what it wrote there.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_POLL_S)  # no portable way to be told: polled
+        os._exit(1)
+
+    threading.Thread(target=watch, name="quantum-p1 orphan watch", daemon=True).start()
+
+
+#: Seconds between a search part's looks at whether its parent process still lives.
+_ORPHAN_POLL_S: Final = 0.2
+
+
 def _fork_part(**kwargs: Any) -> tuple[int, int]:
     read, write = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         os.close(write)
@@ -370,6 +396,7 @@ def _fork_part(**kwargs: Any) -> tuple[int, int]:
     # anything of the parent's (pytest's exit hooks, atexit handlers).
     status = 0
     try:
+        _exit_with(parent)
         os.close(read)
         try:
             part = _search_part(**kwargs)
@@ -404,6 +431,14 @@ def _verdict_of(exc: Exception) -> BaseException:
             ours = ours.exceptions[0]
         if ours is not None:
             return ours
+    if isinstance(exc, hypothesis.errors.Flaky):
+        # Hypothesis could not replay a scenario the same way: what the machine
+        # could do next depended on timing it does not control. No verdict on
+        # the store either way (a bare re-raise read as the backend's error).
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return CouldNotRun(
+            _messages.MACHINE_NOT_REPLAYABLE.format(type=type(exc).__name__, error=first)
+        )
     raise exc
 
 

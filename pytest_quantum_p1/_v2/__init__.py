@@ -1,6 +1,7 @@
 """P1-3 checks: nothing but the bridge reaches federation v2, statically or at run time.
 
-- :mod:`.modules`: dotted module names (membership, relative imports, the bridges named);
+- :mod:`.modules`: dotted module names (membership, relative imports, the bridges named,
+  ``ignore_imports`` entries);
 - :mod:`.sources`: walking a target's source roots (dirs entered, files that are modules);
 - :mod:`.imports`: the v2 imports of one parsed module (the AST walk, ``HOW_*``);
 - :mod:`.scan`: the static check over the source roots (:func:`scan_v2_usage`, its result,
@@ -10,8 +11,9 @@
 - :mod:`.patch`: one recording ``__new__`` per watched class, and the class given back;
 - :mod:`.guard`: the run-time check (:class:`V2Guard`: who constructs the v2 engine class;
   :func:`engines_held_by`, :func:`load_engine_class`);
-- :mod:`.warning`: where a construction's ``warnings.warn`` calls sit (:func:`construct_traced`),
-  so a misplaced DeprecationWarning gets advice the evidence supports.
+- :mod:`.warning`: where a construction's ``warnings.warn`` calls sit (:func:`construct_traced`,
+  through the adapter's engine factory too), so a misplaced DeprecationWarning gets advice
+  the evidence supports.
 
 Usable without pytest: beyond the standard library they import only the harness's texts
 (and the ``module:attr`` resolver, once the guard is given a spec). The plugin imports
@@ -35,7 +37,7 @@ from pytest_quantum_p1._v2.imports import (
     HOW_IMPORT,
     HOW_IMPORT_MODULE,
 )
-from pytest_quantum_p1._v2.modules import bridge_list
+from pytest_quantum_p1._v2.modules import bridge_list, within
 from pytest_quantum_p1._v2.scan import (
     V2FileError,
     V2ScanResult,
@@ -45,13 +47,14 @@ from pytest_quantum_p1._v2.scan import (
     scan_v2_usage,
 )
 from pytest_quantum_p1._v2.sources import python_files
-from pytest_quantum_p1._v2.warning import Traced, WarnCall, construct_traced
+from pytest_quantum_p1._v2.warning import ConstructionNotSeen, Traced, WarnCall, construct_traced
 
 __all__ = [
     "HOW_DUNDER_IMPORT",
     "HOW_FROM",
     "HOW_IMPORT",
     "HOW_IMPORT_MODULE",
+    "ConstructionNotSeen",
     "Traced",
     "V2Construction",
     "V2FileError",
@@ -71,4 +74,5 @@ __all__ = [
     "load_engine_class",
     "python_files",
     "scan_v2_usage",
+    "within",
 ]

@@ -100,9 +100,12 @@ class V2Guard:
     caller is the first frame outside the engine's own module, so a factory in
     the engine's module is attributed to whoever called the factory, and code
     that reaches the class through a re-export (``from bridge import Engine``)
-    is the caller, not the module it imported the name from. Any other module,
-    a v2 module included, that constructs the engine is the caller itself:
-    only the bridge modules may.
+    is the caller, not the module it imported the name from. When a v2 module
+    named is a package holding the engine (``legacy.fedv2`` for
+    ``legacy.fedv2.engine``), that whole package is the engine's own: a helper
+    of the package called by the bridge is the bridge constructing. Any other
+    module, another v2 module included, that constructs the engine is the
+    caller itself: only the bridge modules (packages: with their submodules) may.
 
     Guards are re-entrant (``start`` twice needs ``stop`` twice) and may nest or
     overlap on the same class; when the last one stops the class is as the
@@ -121,15 +124,16 @@ class V2Guard:
     ) -> None:
         """Watch ``engine_class`` (``"module:Class"`` or the class itself).
 
-        ``bridge_modules`` may construct it. ``v2_modules`` is kept for the
-        rules' shape (:meth:`from_rules`) but no longer skips frames: a v2
-        module constructing the engine is not the bridge doing it.
+        ``bridge_modules`` may construct it. Of ``v2_modules``, only a package
+        holding the engine's module skips frames (its code is the engine's own);
+        any other v2 module constructing the engine is not the bridge doing it.
         """
         self._spec = engine_class
         self.bridge_modules: tuple[str, ...] = tuple(bridge_modules)
         self.v2_modules: tuple[str, ...] = tuple(v2_modules)
-        #: The engine's own module, once started: its frames are never the caller.
-        self._own = ""
+        #: The engine's own module (and a v2 package holding it), once started:
+        #: their frames are never the caller.
+        self._own: tuple[str, ...] = ()
         self._cls: type | None = None
         self._depth = 0
         self._state_lock = threading.Lock()
@@ -160,7 +164,12 @@ class V2Guard:
                 spec = self._spec
                 cls = spec if isinstance(spec, type) else load_engine_class(spec)
                 # An engine defined in a bridge module: its frames are the bridge's.
-                self._own = "" if cls.__module__ in self.bridge_modules else cls.__module__
+                home = cls.__module__
+                self._own = (
+                    ()
+                    if within(home, self.bridge_modules)
+                    else (home, *(m for m in self.v2_modules if home.startswith(m + ".")))
+                )
                 attach(cls, self._recorder)
                 self._cls = cls
             self._depth += 1
@@ -211,10 +220,12 @@ class V2Guard:
         if cls is None:  # stopped while this construction was under way
             return
         own = self._own
-        # The engine's module by its exact name, not as a package: the bridge
-        # may sit inside the engine's package, or the engine in the bridge's.
+        # The engine's module by its exact name, not as a package (the bridge
+        # may sit inside the engine's package, or the engine in the bridge's),
+        # unless a v2 package holding it was named.
         while frame is not None and (
-            (name := frame.f_globals.get("__name__", "")) == own
+            (name := frame.f_globals.get("__name__", "")) in own[:1]
+            or (within(name, own[1:]) and not within(name, self.bridge_modules))
             or within(name, _MACHINERY)
             or _is_own_new(frame, cls)
         ):
@@ -227,7 +238,7 @@ class V2Guard:
                 caller,
                 frame.f_code.co_filename,
                 frame.f_lineno,
-                caller in self.bridge_modules,
+                within(caller, self.bridge_modules),
                 klass.__qualname__,
             )
         with self._records_lock:
@@ -237,11 +248,16 @@ class V2Guard:
 def engines_held_by(cls: type, modules: Sequence[str]) -> int:
     """How many live instances of ``cls`` the ``modules`` hold.
 
-    Held means referenced from a module's globals or from an object of a class
-    defined in one of them (an attribute of the bridge object). This is how an
+    Held means referenced from the globals of a module of ``modules`` (a package:
+    or of its submodules) or from an object of a class defined in one of them
+    (an attribute of the bridge object). This is how an
     engine the bridge built at import, before any guard could watch, is seen.
     """
-    module_dicts = {id(vars(m)) for name in modules if (m := sys.modules.get(name)) is not None}
+    module_dicts = {
+        id(vars(m))
+        for name, m in list(sys.modules.items())
+        if m is not None and within(name, modules)
+    }
 
     def owned(ref: object) -> bool:
         return id(ref) in module_dicts or within(type(ref).__module__, modules)

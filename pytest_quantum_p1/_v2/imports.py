@@ -54,6 +54,9 @@ class Hit:
     #: The place sits under ``if TYPE_CHECKING:`` and so never runs.
     type_checking: bool
     reason: str = ""
+    #: The module the statement names (``module`` or one inside it), as
+    #: ``ignore_imports`` entries match it; ``""`` when ``module`` is None.
+    imported: str = ""
 
 
 def may_import_dynamically(source: bytes) -> bool:
@@ -128,16 +131,24 @@ class _FileScanner:
 
     # -- statements
 
-    def _hit(self, node: ast.AST, how: str, module: str | None, tc: bool, reason: str = "") -> None:
+    def _hit(
+        self,
+        node: ast.AST,
+        how: str,
+        module: str | None,
+        tc: bool,
+        reason: str = "",
+        imported: str = "",
+    ) -> None:
         line = getattr(node, "lineno", 0)
         col = getattr(node, "col_offset", 0)
-        self.hits.append(Hit(line, col, how, module, tc, reason))
+        self.hits.append(Hit(line, col, how, module, tc, reason, imported or (module or "")))
 
     def _import(self, node: ast.Import, tc: bool) -> None:
         for alias in node.names:
             owner = self.v2.owner(alias.name)
             if owner is not None:
-                self._hit(node, HOW_IMPORT, owner, tc)
+                self._hit(node, HOW_IMPORT, owner, tc, imported=alias.name)
 
     def _import_from(self, node: ast.ImportFrom, tc: bool) -> None:
         if node.module in _DUNDER_IMPORT_OWNERS and not node.level:
@@ -148,16 +159,17 @@ class _FileScanner:
             return
         owner = self.v2.owner(base) if base else None
         if owner is not None:
-            self._hit(node, HOW_FROM, owner, tc)
+            self._hit(node, HOW_FROM, owner, tc, imported=base)
             return
         for alias in node.names:
             if alias.name == "*":
                 if self.v2.is_parent_of_member(base):
                     self._hit(node, HOW_FROM, None, tc, _messages.V2_UNRESOLVED_STAR)
                 continue
-            owner = self.v2.owner(f"{base}.{alias.name}" if base else alias.name)
+            name = f"{base}.{alias.name}" if base else alias.name
+            owner = self.v2.owner(name)
             if owner is not None:
-                self._hit(node, HOW_FROM, owner, tc)
+                self._hit(node, HOW_FROM, owner, tc, imported=name)
 
     def _bind_aliases(self, node: ast.ImportFrom) -> None:
         for alias in node.names:
@@ -246,7 +258,7 @@ class _FileScanner:
                 return
         owner = self.v2.owner(name)
         if owner is not None:
-            self._hit(node, HOW_IMPORT_MODULE, owner, tc)
+            self._hit(node, HOW_IMPORT_MODULE, owner, tc, imported=name)
 
     def _dunder_import(self, node: ast.Call, tc: bool) -> None:
         name_node = _argument(node, 0, "name")
@@ -269,7 +281,7 @@ class _FileScanner:
             return
         owner = self.v2.owner(base) if base else None
         if owner is not None:
-            self._hit(node, HOW_DUNDER_IMPORT, owner, tc)
+            self._hit(node, HOW_DUNDER_IMPORT, owner, tc, imported=base)
             return
         fromlist_node = _argument(node, 3, "fromlist")
         if fromlist_node is None or _is_none(fromlist_node):
@@ -280,9 +292,10 @@ class _FileScanner:
                 self._hit(node, HOW_DUNDER_IMPORT, None, tc, _messages.V2_UNRESOLVED_FROMLIST)
             return
         for item in items:
-            owner = self.v2.owner(f"{base}.{item}" if base else item)
+            name = f"{base}.{item}" if base else item
+            owner = self.v2.owner(name)
             if owner is not None:
-                self._hit(node, HOW_DUNDER_IMPORT, owner, tc)
+                self._hit(node, HOW_DUNDER_IMPORT, owner, tc, imported=name)
                 return
 
     def _literal_list(self, node: ast.AST) -> list[str] | None:

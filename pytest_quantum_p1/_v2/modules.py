@@ -7,11 +7,13 @@ module answers both once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Final
 
 from pytest_quantum_p1 import _messages
 
-__all__ = ["ModuleSet", "absolute", "bridge_list", "within"]
+__all__ = ["IgnoredImports", "ModuleSet", "absolute", "bridge_list", "ignore_pattern", "within"]
 
 
 def within(name: str, modules: Sequence[str]) -> bool:
@@ -59,3 +61,63 @@ def absolute(name: str, level: int, package: str) -> str | None:
 def bridge_list(bridge_modules: Sequence[str]) -> str:
     """The bridge modules as a fix line names them."""
     return ", ".join(bridge_modules) or _messages.V2_NO_BRIDGE
+
+
+_PART: Final = re.compile(r"\*\*?|[^\W\d]\w*")
+
+
+def _module_pattern(expression: str, side: str, whole: str) -> str:
+    parts = expression.split(".")
+    if not expression or not all(_PART.fullmatch(part) for part in parts):
+        raise ValueError(
+            _messages.V2_IGNORE_IMPORT_SIDE.format(side=side, module=expression, expression=whole)
+        )
+    pieces = []
+    for part in parts:
+        if part == "**":
+            pieces.append(r"[^.]+(?:\.[^.]+)*")
+        elif part == "*":
+            pieces.append(r"[^.]+")
+        else:
+            pieces.append(re.escape(part))
+    return r"\.".join(pieces)
+
+
+def ignore_pattern(expression: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The ``(importer, imported)`` patterns of one ``V2Rules.ignore_imports`` entry.
+
+    import-linter's syntax: ``"a.b -> c.d"``; a part ``*`` matches one module
+    name, ``**`` one or more; a part mixing a wildcard with letters (``foo*``)
+    is invalid, as there. Raises :class:`ValueError` saying what is wrong.
+    """
+    importer, arrow, imported = (
+        expression.partition("->") if isinstance(expression, str) else ("", "", "")
+    )
+    if not arrow:
+        raise ValueError(_messages.V2_IGNORE_IMPORT_SHAPE.format(expression=expression))
+    return (
+        re.compile(_module_pattern(importer.strip(), "importer", expression)),
+        re.compile(_module_pattern(imported.strip(), "imported", expression)),
+    )
+
+
+class IgnoredImports:
+    """The ``ignore_imports`` entries, and which of them matched an import."""
+
+    def __init__(self, expressions: Sequence[str]) -> None:
+        self._patterns = [(e, *ignore_pattern(e)) for e in expressions]
+        self._matched: set[str] = set()
+
+    def ignores(self, importer: str, imported: str) -> bool:
+        """Whether some entry allows ``importer`` importing ``imported`` (and note it)."""
+        hit = False
+        for expression, importer_re, imported_re in self._patterns:
+            if importer_re.fullmatch(importer) and imported_re.fullmatch(imported):
+                self._matched.add(expression)
+                hit = True
+        return hit
+
+    @property
+    def unmatched(self) -> tuple[str, ...]:
+        """The entries that matched no import: stale, or misspelt."""
+        return tuple(e for e, _, _ in self._patterns if e not in self._matched)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._v2.imports import Hit, find_v2_imports, may_import_dynamically
-from pytest_quantum_p1._v2.modules import ModuleSet, bridge_list, within
+from pytest_quantum_p1._v2.modules import IgnoredImports, ModuleSet, bridge_list, within
 from pytest_quantum_p1._v2.sources import python_files
 
 if TYPE_CHECKING:
@@ -115,6 +115,10 @@ class V2ScanResult:
     violations: tuple[V2Violation, ...]
     unresolved: tuple[V2Unresolved, ...]
     errors: tuple[V2FileError, ...]
+    #: Imports of v2 that an ``ignore_imports`` entry allowed.
+    ignored: int = 0
+    #: The ``ignore_imports`` entries that matched no import.
+    unmatched_ignores: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -129,21 +133,26 @@ def scan_v2_usage(
     source_roots: Sequence[Path],
     v2_modules: Sequence[str],
     bridge_modules: Sequence[str],
+    ignore_imports: Sequence[str] = (),
 ) -> V2ScanResult:
     """Find every place outside the bridge that reaches a v2 module.
 
     Each root is a package directory (its name is the top-level package, so
     ``/x/reference_impl`` gives modules ``reference_impl.…``) or a single
     ``.py`` file. Caches, hidden directories and virtual environments are
-    skipped. The bridge modules and the v2 modules (with their submodules) may
-    import v2; everyone else may not, including under ``if TYPE_CHECKING:``
-    (flagged as such), inside functions and in ``try`` blocks.
+    skipped. The bridge modules and the v2 modules (each with its submodules:
+    a package's ``__init__`` re-exporting its engine is the package's own
+    business) may import v2; everyone else may not, including under ``if
+    TYPE_CHECKING:`` (flagged as such), inside functions and in ``try``
+    blocks, except imports an ``ignore_imports`` entry (import-linter's
+    ``"importer -> imported"``, see :func:`.modules.ignore_pattern`) allows.
 
     Never raises for a bad file: unreadable or unparsable files, and missing
     roots, are listed in :attr:`V2ScanResult.errors`.
     """
     v2 = ModuleSet(v2_modules)
-    allowed = frozenset(bridge_modules)
+    ignores = IgnoredImports(ignore_imports)
+    ignored = 0
     violations: list[V2Violation] = []
     unresolved: list[V2Unresolved] = []
     errors: list[V2FileError] = []
@@ -164,13 +173,15 @@ def scan_v2_usage(
                 seen.add(key)
                 files += 1
                 # Allowed importers are still parsed: one that does not parse is an error.
-                is_allowed = module in allowed or within(module, v2_modules)
+                is_allowed = within(module, bridge_modules) or within(module, v2_modules)
                 outcome = _scan_file(path, module, v2, check=not is_allowed)
                 if isinstance(outcome, V2FileError):
                     errors.append(outcome)
                     continue
                 for hit, text in outcome:
-                    if hit.module is None:
+                    if hit.module is not None and ignores.ignores(module, hit.imported):
+                        ignored += 1
+                    elif hit.module is None:
                         unresolved.append(
                             V2Unresolved(path, hit.line, module, hit.how, text, hit.reason)
                         )
@@ -180,7 +191,14 @@ def scan_v2_usage(
                                 path, hit.line, module, hit.module, hit.how, text, hit.type_checking
                             )
                         )
-    return V2ScanResult(files, tuple(violations), tuple(unresolved), tuple(errors))
+    return V2ScanResult(
+        files,
+        tuple(violations),
+        tuple(unresolved),
+        tuple(errors),
+        ignored,
+        ignores.unmatched,
+    )
 
 
 def _scan_file(
@@ -270,5 +288,14 @@ def format_violations(result: V2ScanResult, rules: V2Rules) -> str:
             for u in result.unresolved
         )
     lines.append(_messages.V2_SCAN_FIX.format(bridges=bridge_list(rules.bridge_modules)))
+    # An __init__ importing a v2 module of its own package: a re-export, which
+    # naming the package (not the module) as v2 allows.
+    lines.extend(
+        dict.fromkeys(
+            _messages.V2_SCAN_REEXPORT_HINT.format(package=v.importer, module=v.module)
+            for v in result.violations
+            if v.path.name == "__init__.py" and v.module.startswith(v.importer + ".")
+        )
+    )
     lines.append(_messages.V2_READ_MORE)
     return "\n".join(lines)

@@ -21,7 +21,19 @@ arrives. Compared with the seed's sketch:
 - names are validated, bad input raises the typed errors of
   :mod:`reference_impl.errors`, and Redis failures raise
   :class:`~reference_impl.errors.StoreUnavailableError` instead of serving
-  possibly stale data.
+  possibly stale data;
+- every round trip of a read or a write has the store's own deadline
+  (``timeout``), whatever the client's socket timeouts: a stalled server is a
+  :class:`~reference_impl.errors.StoreUnavailableError`, not a hang;
+- what a write would refuse is never served or cached from a read either: a
+  policy stored by someone else with ``NaN``, an int too long for text, nesting
+  deeper than the write limit, or more than ``max_policy_bytes`` of JSON is a
+  typed error;
+- what it serves is read-only (:mod:`reference_impl.core.frozen`), built once
+  when the entry is filled: a caller cannot change the cache through it, and a
+  hit still returns the cached object itself;
+- a flood on the channel neither starves the event loop nor leaves the cache
+  serving what a queued invalidation would drop: see :meth:`PolicyStoreV2._pump`.
 
 Call :meth:`PolicyStoreV2.initialize` once before use: until the invalidation
 subscription is confirmed, reads are served straight from Redis and never
@@ -34,6 +46,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -48,20 +61,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from reference_impl.core.plain_json import is_plain, json_problem
+from reference_impl.core.frozen import FrozenDict, FrozenList
+from reference_impl.core.plain_json import INT_BOUND, MAX_DEPTH, is_plain, json_problem
 from reference_impl.errors import (
     InvalidPolicyError,
     InvalidPolicyNameError,
     PolicyDecodeError,
     PolicyNotFoundError,
+    PolicyTooLargeError,
     StoreUnavailableError,
 )
 
 __all__ = [
+    "BEHIND_AFTER",
+    "DEFAULT_MAX_POLICY_BYTES",
     "DEFAULT_REDIS_URL",
+    "DEFAULT_TIMEOUT",
     "MAX_MESSAGE_BYTES",
     "MAX_NAME_LENGTH",
     "REDIS_URL_ENV",
+    "TURN_SECONDS",
     "CacheStats",
     "PolicyStoreV2",
     "get_policy_store",
@@ -78,6 +97,16 @@ MAX_NAME_LENGTH: Final = 128
 MAX_MESSAGE_BYTES: Final = 1024
 #: The message that flushes every store's whole cache.
 FLUSH_ALL: Final = "*"
+#: Default limit of one policy's JSON, in bytes, on write and on read.
+DEFAULT_MAX_POLICY_BYTES: Final = 1024 * 1024
+#: Default deadline, in seconds, of each read or write round trip to Redis.
+DEFAULT_TIMEOUT: Final = 1.0
+#: Seconds the listener works through waiting messages before it lets the event loop run.
+TURN_SECONDS: Final = 0.0005
+#: Messages applied back to back, each already waiting when asked for, after
+#: which the listener counts as behind: the cache is flushed and bypassed until
+#: it has caught up.
+BEHIND_AFTER: Final = 64
 
 # The write and its invalidation as one server-side script: atomic like
 # MULTI/EXEC, but a single command, which redis-py sends and parses about as
@@ -89,7 +118,18 @@ _UPDATE_SHA: Final = hashlib.sha1(_UPDATE_SCRIPT.encode()).hexdigest().encode()
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 # Every rule of _name_problem in one C call, for the miss path and the listener.
 _VALID_NAME: Final = re.compile(rf"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_NAME_LENGTH - 1}}}")
-_JSON: Final = json.JSONDecoder()
+
+
+class _NotPlain(ValueError):
+    """Decoded JSON that a write would refuse (NaN, infinities, huge ints, deep nesting)."""
+
+
+def _refuse_constant(constant: str) -> Any:
+    raise _NotPlain(f"holds {constant}, which JSON cannot represent")
+
+
+# NaN and +-Infinity are not JSON, but json.loads accepts them by default.
+_JSON: Final = json.JSONDecoder(parse_constant=_refuse_constant)
 # Built once: json.dumps with any option builds a new encoder per call. What it
 # encodes is plain JSON (is_plain or json_problem said so): depth-limited, hence
 # acyclic, so it need not track the containers it is inside, and the only thing
@@ -161,23 +201,60 @@ _JSON_KINDS: Final[Mapping[type, str]] = {
 }
 
 
-def _decode(name: str, raw: bytes | str) -> dict[str, Any]:
+def _frozen(value: Any, depth: int = 0) -> Any:
+    """Decoded JSON as read-only containers; raises :class:`_NotPlain` where a write would refuse.
+
+    One walk both checks and copies: this runs on every miss.
+    """
+    if depth > MAX_DEPTH:
+        raise _NotPlain
+    kind = type(value)
+    if kind is dict:
+        return FrozenDict({key: _frozen(item, depth + 1) for key, item in value.items()})
+    if kind is list:
+        return FrozenList([_frozen(item, depth + 1) for item in value])
+    if kind is int:
+        if not -INT_BOUND < value < INT_BOUND:
+            raise _NotPlain
+    elif kind is float and not math.isfinite(value):  # "1e999" decodes to inf
+        raise _NotPlain
+    return value
+
+
+def _decode(name: str, raw: bytes | str, limit: int) -> FrozenDict:
+    size = len(raw)
+    if type(raw) is str and size * 4 > limit:  # a client decoding responses: count UTF-8
+        size = len(raw.encode())
+    if size > limit:
+        raise PolicyTooLargeError(
+            f"policy {name!r} is stored as {size} bytes of JSON, over the limit of {limit}"
+            " (max_policy_bytes); it is neither served nor cached"
+        )
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw  # strict UTF-8
         # raw_decode skips json.loads' argument checks and whitespace scans,
         # half its cost on a small policy; anything unusual takes the full path.
         try:
             policy, end = _JSON.raw_decode(text)
+        except _NotPlain:
+            raise
         except ValueError:
             end = -1
         if end != len(text):
-            policy = json.loads(text)
+            policy = _JSON.decode(text)
+    except _NotPlain as exc:
+        raise PolicyDecodeError(f"policy {name!r} {exc}; writes refuse it") from None
     except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8 too
         raise PolicyDecodeError(f"policy {name!r} is not valid JSON: {exc}") from exc
     if type(policy) is not dict:
         kind = _JSON_KINDS.get(type(policy), type(policy).__name__)
         raise PolicyDecodeError(f"policy {name!r} is stored as {kind}, not a JSON object")
-    return policy
+    try:
+        frozen: FrozenDict = _frozen(policy)
+    except _NotPlain:
+        problem = json_problem(policy, f"policy {name!r}")
+        raise PolicyDecodeError(f"{problem}; writes refuse it") from None
+    return frozen
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +272,9 @@ class CacheStats:
     rejected_messages: int
     #: Times the invalidation subscription was re-established after being lost.
     reconnects: int
+    #: Times the listener fell behind (:data:`BEHIND_AFTER` messages waiting
+    #: back to back) and bypassed the cache until it caught up.
+    backlogs: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -226,7 +306,9 @@ class PolicyStoreV2:
     caching. Policies live under ``key_prefix + name``; invalidations are policy
     names published on ``channel``, and ``"*"`` flushes every cache. The link is
     probed with ``PING`` after ``keepalive`` seconds of silence and counted as
-    lost if the probe is not answered within as long again.
+    lost if the probe is not answered within as long again. A policy's JSON
+    may be at most ``max_policy_bytes`` long, written or read. Each read or
+    write gives Redis ``timeout`` seconds (real time) to answer, retry included.
     """
 
     def __init__(
@@ -238,11 +320,19 @@ class PolicyStoreV2:
         channel: str = "policy:invalidate",
         key_prefix: str = "policy:",
         keepalive: float = 5.0,
+        max_policy_bytes: int = DEFAULT_MAX_POLICY_BYTES,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if not ttl >= 0:  # also rejects NaN
             raise ValueError(f"ttl must be >= 0 seconds, got {ttl!r}")
         if not keepalive > 0:
             raise ValueError(f"keepalive must be > 0 seconds, got {keepalive!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if type(max_policy_bytes) is not int or max_policy_bytes < 2:
+            raise ValueError(
+                f"max_policy_bytes must be an int >= 2 (the JSON of {{}}), got {max_policy_bytes!r}"
+            )
         if not channel:
             raise ValueError("channel must not be empty")
         self._redis = redis
@@ -253,11 +343,13 @@ class PolicyStoreV2:
         self._channel_bytes = channel.encode()
         self._prefix_bytes = key_prefix.encode()
         self._keepalive = float(keepalive)
+        self._max_policy_bytes = max_policy_bytes
+        self._timeout = float(timeout)
         self._owns_redis = False
         # Cleared for good when the server has no scripting (fakeredis without lupa).
         self._scripting = True
-        # name -> (expiry on self._clock, policy)
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        # name -> (expiry on self._clock, policy): read-only, handed out as it is
+        self._cache: dict[str, tuple[float, FrozenDict]] = {}
         # Only names with a miss in flight are tracked, so this stays small
         # whatever names arrive on the channel.
         self._fills: dict[str, _Fill] = {}
@@ -265,6 +357,9 @@ class PolicyStoreV2:
         # older epoch must not fill the cache.
         self._epoch = 0
         self._link_up = False
+        # Set while the listener works through a backlog (see _pump): nothing is
+        # cached then, since a queued invalidation may concern any name.
+        self._behind = False
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
@@ -274,7 +369,9 @@ class PolicyStoreV2:
         self._invalidations = 0
         self._rejected = 0
         self._reconnects = 0
+        self._backlogs = 0
         self._next_rejection_warning = 1
+        self._next_backlog_warning = 1
 
     @classmethod
     def from_url(
@@ -286,6 +383,8 @@ class PolicyStoreV2:
         channel: str = "policy:invalidate",
         key_prefix: str = "policy:",
         keepalive: float = 5.0,
+        max_policy_bytes: int = DEFAULT_MAX_POLICY_BYTES,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> Self:
         """A store with its own client for ``url``, closed by :meth:`close`. Does not connect."""
         store = cls(
@@ -295,6 +394,8 @@ class PolicyStoreV2:
             channel=channel,
             key_prefix=key_prefix,
             keepalive=keepalive,
+            max_policy_bytes=max_policy_bytes,
+            timeout=timeout,
         )
         store._owns_redis = True
         return store
@@ -310,12 +411,18 @@ class PolicyStoreV2:
             invalidations=self._invalidations,
             rejected_messages=self._rejected,
             reconnects=self._reconnects,
+            backlogs=self._backlogs,
         )
 
     @property
     def link_up(self) -> bool:
         """Whether the invalidation subscription is confirmed and believed alive."""
         return self._link_up
+
+    @property
+    def behind(self) -> bool:
+        """Whether the listener is working through a backlog: reads then bypass the cache."""
+        return self._behind
 
     async def initialize(self) -> None:
         """Subscribe to the invalidation channel and start the listener.
@@ -344,10 +451,15 @@ class PolicyStoreV2:
     async def get_policy(self, name: str) -> dict[str, Any]:
         """The policy named ``name``, from the cache while fresh.
 
-        The returned dict is shared with the cache and other callers: treat it
-        as read-only. Raises :class:`InvalidPolicyNameError`,
-        :class:`PolicyNotFoundError`, :class:`PolicyDecodeError` or
-        :class:`StoreUnavailableError`.
+        The policy is read-only all the way down (a
+        :class:`~reference_impl.core.frozen.FrozenDict`, a ``dict`` subclass, of
+        frozen lists and dicts, equal to the plain dict): it is the cached object itself,
+        shared with every caller, so changing it raises ``TypeError``; copy it
+        to change it (``dict(policy)``, or ``frozen.thaw(policy)``). Raises
+        :class:`InvalidPolicyNameError`, :class:`PolicyNotFoundError`,
+        :class:`PolicyDecodeError` (not a JSON object, or one a write would
+        refuse), :class:`PolicyTooLargeError` or :class:`StoreUnavailableError`
+        (unreachable, or no answer within ``timeout``).
         """
         # The hit path is deliberately bare (it is benchmarked against dict.get).
         # No validation: only valid names are ever cached. An unhashable name
@@ -367,19 +479,34 @@ class PolicyStoreV2:
         The write and the invalidation are one atomic round trip (a server-side
         script, MULTI/EXEC without scripting), so no
         store can miss the invalidation of a write that happened. Raises
-        :class:`InvalidPolicyNameError`, :class:`InvalidPolicyError` (not a
-        JSON-serialisable mapping with str keys) or :class:`StoreUnavailableError`;
-        the local copy is dropped even when Redis fails.
+        :class:`InvalidPolicyNameError`, :class:`InvalidPolicyError` (not plain
+        JSON: see :mod:`reference_impl.core.plain_json`),
+        :class:`PolicyTooLargeError` (over ``max_policy_bytes`` encoded) or
+        :class:`StoreUnavailableError` (unreachable, or no answer within
+        ``timeout``: the write may or may not have happened); the local copy is
+        dropped even when Redis fails.
         """
         name = _check_name(name)
         data = _encode(name, policy)
+        # The encoder escapes non-ASCII, so characters are bytes.
+        if len(data) > self._max_policy_bytes:
+            raise PolicyTooLargeError(
+                f"policy {name!r} is {len(data)} bytes of JSON, over the limit of"
+                f" {self._max_policy_bytes} (max_policy_bytes); nothing was written"
+            )
         try:
-            try:
-                await self._write(name, data)
-            except RedisConnectionError:
-                # See _load: a pooled connection may be dead. Writing the same
-                # value and invalidating twice is harmless.
-                await self._write(name, data)
+            async with asyncio.timeout(self._timeout):
+                try:
+                    await self._write(name, data)
+                except RedisConnectionError:
+                    # See _load: a pooled connection may be dead. Writing the same
+                    # value and invalidating twice is harmless.
+                    await self._write(name, data)
+        except TimeoutError as exc:
+            raise StoreUnavailableError(
+                f"cannot update policy {name!r}: Redis did not answer within {self._timeout:g}s"
+                " (timeout); the write may or may not have happened"
+            ) from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailableError(f"cannot update policy {name!r}: {exc}") from exc
         finally:
@@ -454,7 +581,7 @@ class PolicyStoreV2:
 
     # -- reads ----------------------------------------------------------------
 
-    async def _load(self, name: str) -> dict[str, Any]:
+    async def _load(self, name: str) -> FrozenDict:
         name = _check_name(name)
         self._misses += 1
         fill = self._fills.get(name)
@@ -467,12 +594,18 @@ class PolicyStoreV2:
         # counting from before the round trip.
         expires = self._clock() + self._ttl
         try:
-            try:
-                raw = await self._redis.get(self._key_prefix + name)
-            except RedisConnectionError:
-                # redis-py finds a pooled connection dead (server restarted,
-                # idle timeout) only by using it; a read is safe to repeat.
-                raw = await self._redis.get(self._key_prefix + name)
+            async with asyncio.timeout(self._timeout):
+                try:
+                    raw = await self._redis.get(self._key_prefix + name)
+                except RedisConnectionError:
+                    # redis-py finds a pooled connection dead (server restarted,
+                    # idle timeout) only by using it; a read is safe to repeat.
+                    raw = await self._redis.get(self._key_prefix + name)
+        except TimeoutError as exc:
+            raise StoreUnavailableError(
+                f"cannot read policy {name!r}: Redis did not answer within {self._timeout:g}s"
+                " (timeout)"
+            ) from exc
         except ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 raise PolicyDecodeError(
@@ -487,12 +620,13 @@ class PolicyStoreV2:
                 del self._fills[name]
         if raw is None:
             raise PolicyNotFoundError(name)
-        policy = _decode(name, raw)
+        policy = _decode(name, raw, self._max_policy_bytes)
         # No await since the GET returned, so nothing can slip between this
         # check and the fill. A miss begun later may have filled already, with
         # a value at least as new: this one must not overwrite it.
         if (
             self._link_up
+            and not self._behind
             and epoch == self._epoch
             and generation == fill.generation
             and ticket > fill.filled
@@ -518,7 +652,31 @@ class PolicyStoreV2:
         # Both transitions bump the epoch: a miss begun while the link was down
         # may have read a value whose invalidation nobody heard.
         self._link_up = up
+        self._behind = False  # a new link starts with no backlog; a lost one is moot
         self._flush()
+
+    def _fall_behind(self) -> None:
+        self._behind = True
+        self._backlogs += 1
+        self._flush()
+        if self._backlogs == self._next_backlog_warning:
+            self._next_backlog_warning *= 10
+            logger.warning(
+                "invalidation listener on %r fell %d messages behind (backlog #%d); cache"
+                " flushed and bypassed until it catches up. Further backlogs are logged at"
+                " #%d, then every tenfold",
+                self._channel,
+                BEHIND_AFTER,
+                self._backlogs,
+                self._next_backlog_warning,
+            )
+
+    def _catch_up(self) -> None:
+        # The epoch bump keeps a miss begun while behind from filling: its
+        # value may predate an invalidation applied since.
+        self._behind = False
+        self._flush()
+        logger.debug("invalidation listener on %r caught up", self._channel)
 
     def _reject(self, reason: str) -> None:
         self._rejected += 1
@@ -585,30 +743,65 @@ class PolicyStoreV2:
         """A fresh pubsub whose subscription Redis has confirmed."""
         pubsub = self._redis.pubsub()
         try:
-            await pubsub.subscribe(self._channel)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + _SUBSCRIBE_TIMEOUT
-            while (remaining := deadline - loop.time()) > 0:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=False, timeout=remaining
-                )
-                if message is not None and message.get("type") == "subscribe":
-                    return pubsub
+            # One deadline over connecting, the client's handshake, SUBSCRIBE and
+            # its confirmation: a stalled server must not hold initialize().
+            async with asyncio.timeout(_SUBSCRIBE_TIMEOUT):
+                await pubsub.subscribe(self._channel)
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=False, timeout=_SUBSCRIBE_TIMEOUT
+                    )
+                    if message is not None and message.get("type") == "subscribe":
+                        return pubsub
+        except TimeoutError:
+            await _close_quietly(pubsub)
             raise TimeoutError(
                 f"Redis did not confirm SUBSCRIBE {self._channel!r} within {_SUBSCRIBE_TIMEOUT}s"
-            )
+            ) from None
         except BaseException:
             await _close_quietly(pubsub)
             raise
 
     async def _pump(self, pubsub: PubSub) -> None:
-        """Apply messages, one fully before asking for the next, until the link fails."""
+        """Apply messages, one fully before asking for the next, until the link fails.
+
+        A flood (a burst of messages already waiting, each handled without the
+        event loop ever running anything else) is met two ways. The listener
+        lets the loop run after each :data:`TURN_SECONDS` of work, so readers
+        wait about that long for it, never the whole flood. And after
+        :data:`BEHIND_AFTER` waiting messages back to back it counts as behind:
+        an invalidation may be queued behind the flood for as long as the flood
+        takes to read, so the cache is flushed and nothing is cached until the
+        listener finds nothing waiting; reads meanwhile go to Redis, which
+        holds the latest values. A queued invalidation thus stops stale reads
+        within ``BEHIND_AFTER`` messages' work, however long the flood.
+        """
         loop = asyncio.get_running_loop()
         probe_sent: float | None = None
+        burst = 0  # messages found already waiting, since the last time none was
+        turn_ends = loop.time() + TURN_SECONDS
         while not self._closed:
-            message = await pubsub.get_message(
-                ignore_subscribe_messages=False, timeout=self._keepalive
-            )
+            # timeout=0 answers from what was already received, without waiting.
+            message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=0)
+            if message is None and burst:
+                # The client's buffer ran dry, but the socket may hold more: the
+                # first poll let the loop read it, so a second one tells.
+                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=0)
+            if message is not None:
+                burst += 1
+                if burst == BEHIND_AFTER:
+                    self._fall_behind()
+                if loop.time() >= turn_ends:
+                    await asyncio.sleep(0)  # the readers' turn
+                    turn_ends = loop.time() + TURN_SECONDS
+            else:
+                burst = 0
+                if self._behind:
+                    self._catch_up()
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=False, timeout=self._keepalive
+                )
+                turn_ends = loop.time() + TURN_SECONDS
             if message is not None:
                 probe_sent = None  # any traffic proves the link alive
                 self._on_message(message)

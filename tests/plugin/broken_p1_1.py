@@ -21,27 +21,33 @@ import dataclasses
 import inspect
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from pytest_quantum_p1 import Bus, P1Target, RequiredEvent
+from pytest_quantum_p1 import Bus, EmitterBus, P1Target, RequiredEvent, json_record
 from reference_impl.core.event_bus import CATALOGUE, EventBus, EventSpec, Handler, check_payload
 from reference_impl.errors import UnknownEventError
 from reference_impl.p1_target import TARGET
 from tests.plugin.broken_targets import _with_action
 
 __all__ = [
+    "EMITTER_LOGGER",
     "JSON_LOGGER",
+    "PyeeStyleEmitter",
     "bus_delivering_concurrently",
     "bus_delivering_in_tasks",
     "bus_logging_after_its_subscribers",
     "bus_logging_events_at_debug",
     "bus_monitoring_at_warning",
     "bus_monitoring_in_json_lines",
+    "bus_monitoring_in_json_lines_read_by_json_record",
     "bus_stopping_at_a_raising_subscriber",
+    "correct_pyee_style_emitter_through_emitter_bus",
+    "emitter_bus_missing_an_event_in_its_list",
+    "json_monitor_logging_one_event_as_plain_text",
     "level_change_stamped_in_local_time_as_utc",
     "mode_announced_before_it_changes",
     "mode_change_expecting_nothing",
@@ -174,6 +180,173 @@ def _raise_reading(record: logging.LogRecord) -> tuple[str, Mapping[str, Any]] |
 def monitor_reader_that_raises(root: Path) -> P1Target:
     """Error of P1-1.logged (and P1-1.failing-subscriber): the adapter's record reader raises."""
     return dataclasses.replace(TARGET, monitor_record=_raise_reading)
+
+
+class _JsonLinesWithChatter(_JsonLinesMonitor):
+    """JSON lines for events, between plain-text lines and JSON lines that are no events."""
+
+    async def publish(self, name: str, payload: Mapping[str, Any]) -> None:
+        monitor = logging.getLogger(JSON_LOGGER)
+        monitor.info("publishing %s", name)  # not JSON
+        monitor.info(json.dumps(["a", "list"]))  # JSON, not an object
+        monitor.info(json.dumps({"heartbeat": True}))  # an object, not an event
+        await super().publish(name, payload)
+
+
+def bus_monitoring_in_json_lines_read_by_json_record(root: Path) -> P1Target:
+    """Correct: JSON-lines monitoring among other lines, read by the shipped ``json_record()``."""
+    bus = _JsonLinesWithChatter()
+    return dataclasses.replace(
+        TARGET, bus=lambda: bus, monitor_logger=JSON_LOGGER, monitor_record=json_record()
+    )
+
+
+class _JsonLinesButOnePlain(_ListBus):
+    """JSON lines for every event but the shadow test, logged as plain text."""
+
+    async def publish(self, name: str, payload: Mapping[str, Any]) -> None:
+        handlers, payload = self.checked(name, payload)
+        if self.monitored(name):
+            monitor = logging.getLogger(JSON_LOGGER)
+            if name == "model.shadow_test.completed":
+                monitor.info("%s %s", name, dict(payload))
+            else:
+                monitor.info(json.dumps({"event": name, "payload": payload}))
+        for handler in handlers:
+            try:
+                await _call(handler, name, payload)
+            except Exception:
+                _log.exception("subscriber %r failed handling %s", handler, name)
+
+
+def json_monitor_logging_one_event_as_plain_text(root: Path) -> P1Target:
+    """P1-1.logged: the JSON-lines monitor writes the shadow test as plain text."""
+    bus = _JsonLinesButOnePlain()
+    return dataclasses.replace(
+        TARGET, bus=lambda: bus, monitor_logger=JSON_LOGGER, monitor_record=json_record()
+    )
+
+
+# --- a pyee-style emitter and a synchronous service layer -----------------------------
+
+#: The logger the emitter backend's monitoring writes JSON lines to.
+EMITTER_LOGGER: Final = "emitter.monitoring"
+
+
+class PyeeStyleEmitter:
+    """``on``/``emit`` in pyee's manner: listeners get the payload only; no catalogue.
+
+    Every emit is logged as one JSON line before the listeners run; a raising
+    listener is logged and skipped.
+    """
+
+    def __init__(self) -> None:
+        self.listeners: dict[str, list[Callable[..., Any]]] = {}
+
+    def on(self, event: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        self.listeners.setdefault(event, []).append(f)
+        return f
+
+    def remove_listener(self, event: str, f: Callable[..., Any]) -> None:
+        self.listeners[event].remove(f)
+
+    def emit(self, event: str, *args: Any) -> bool:
+        logging.getLogger(EMITTER_LOGGER).info(json.dumps({"event": event, "payload": args[0]}))
+        for f in list(self.listeners.get(event, ())):
+            try:
+                f(*args)
+            except Exception:
+                _log.exception("listener %r failed handling %s", f, event)
+        return bool(self.listeners.get(event))
+
+
+_EMITTER: Final = PyeeStyleEmitter()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class _SyncServices:
+    """A synchronous service layer emitting on the process's emitter."""
+
+    def __init__(self, emitter: PyeeStyleEmitter) -> None:
+        self.emitter = emitter
+        self.mode = "normal"
+
+    def set_mode(self, mode: str) -> None:
+        old, self.mode = self.mode, mode
+        self.emitter.emit(
+            "ai.hfos.mode_changed", {"old_mode": old, "new_mode": mode, "timestamp": _now()}
+        )
+
+    def set_level(self, old: int, new: int) -> None:
+        payload = {"old_level": old, "new_level": new, "reason": "drill", "timestamp": _now()}
+        self.emitter.emit("safety.governor.level_changed", payload)
+
+    def complete_shadow_test(self, model_id: str) -> None:
+        payload = {
+            "model_id": model_id,
+            "verdict": "pass",
+            "metrics": {"sharpe": 1.2},
+            "samples": 500,
+            "timestamp": _now(),
+        }
+        self.emitter.emit("model.shadow_test.completed", payload)
+
+    def set_node_status(self, node: str, status: str) -> None:
+        payload = {"node_id": node, "old_status": "unknown", "new_status": status}
+        self.emitter.emit("federation.node.status_changed", {**payload, "timestamp": _now()})
+
+
+async def _sync_mode(bus: Bus) -> Mapping[str, Any]:
+    _SyncServices(_EMITTER).set_mode("defensive")
+    return {"old_mode": "normal", "new_mode": "defensive"}
+
+
+async def _sync_level(bus: Bus) -> Mapping[str, Any]:
+    _SyncServices(_EMITTER).set_level(1, 3)
+    return {"old_level": 1, "new_level": 3}
+
+
+async def _sync_shadow_test(bus: Bus) -> Mapping[str, Any]:
+    _SyncServices(_EMITTER).complete_shadow_test("m-7")
+    return {"model_id": "m-7", "verdict": "pass"}
+
+
+async def _sync_node_status(bus: Bus) -> Mapping[str, Any]:
+    _SyncServices(_EMITTER).set_node_status("v2-node-9", "online")
+    return {"node_id": "v2-node-9", "new_status": "online"}
+
+
+_SYNC_ACTIONS: Final = {
+    "ai.hfos.mode_changed": _sync_mode,
+    "safety.governor.level_changed": _sync_level,
+    "model.shadow_test.completed": _sync_shadow_test,
+    "federation.node.status_changed": _sync_node_status,
+}
+
+
+def correct_pyee_style_emitter_through_emitter_bus(root: Path) -> P1Target:
+    """Correct: an ``on``/``emit`` emitter with no catalogue, sync services, JSON-line monitoring."""
+    events = tuple(
+        dataclasses.replace(event, action=_SYNC_ACTIONS[event.name], announced_state=None)
+        for event in TARGET.required_events
+    )
+    return dataclasses.replace(
+        TARGET,
+        bus=lambda: EmitterBus(_EMITTER, catalogue=_SYNC_ACTIONS),
+        required_events=events,
+        monitor_logger=EMITTER_LOGGER,
+        monitor_record=json_record(),
+    )
+
+
+def emitter_bus_missing_an_event_in_its_list(root: Path) -> P1Target:
+    """P1-1.catalogue: the adapter's list for a catalogue-less emitter lacks the shadow test."""
+    target = correct_pyee_style_emitter_through_emitter_bus(root)
+    listed = [name for name in _SYNC_ACTIONS if name != "model.shadow_test.completed"]
+    return dataclasses.replace(target, bus=lambda: EmitterBus(_EMITTER, catalogue=listed))
 
 
 # --- a raising subscriber -------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import typing_extensions
 
 from pytest_quantum_p1 import Bus, P1Target
+from reference_impl.core.event_bus import get_event_bus
 from reference_impl.federation.federated_engine_v2 import FederatedEngineV2
 from reference_impl.federation.federation_v2_event_bridge import FederationV2EventBridge
 from reference_impl.health import health
@@ -36,19 +37,27 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = [
+    "EngineNeedingItsBus",
+    "EngineNeedingItsBusWarningAtItself",
     "bridge_stopping_at_a_failing_node",
     "correct_bridge_isolating_node_errors_in_tasks",
     "correct_bridge_with_an_engine_built_at_import",
+    "correct_engine_built_by_a_factory",
     "correct_engine_deprecated_by_decorator",
     "correct_engine_warning_through_a_helper",
     "correct_health_raising_when_redis_is_down",
     "correct_health_reporting_down",
     "correct_live_module_sharing_a_removed_name",
     "correct_reference_probe_with_a_failing_node",
+    "correct_v2_package_with_an_ignore_list",
     "docs_not_named",
     "engine_built_after_an_action_returned",
     "engine_built_by_a_background_thread",
+    "engine_built_by_a_factory_warning_at_itself",
     "engine_class_the_bridge_never_builds",
+    "engine_factory_returning_a_cached_engine",
+    "engine_factory_that_raises",
+    "engine_needing_its_bus_without_a_factory",
     "engine_reached_through_the_bridges_reexport",
     "engine_warning_through_a_helper_at_itself",
     "engine_warning_too_high",
@@ -59,6 +68,7 @@ __all__ = [
     "removed_paths_where_nothing_lives",
     "source_roots_without_python",
     "v2_module_misspelt",
+    "v2_package_imported_past_its_ignore_list",
 ]
 
 NODE_STATUS: Final = "federation.node.status_changed"
@@ -261,6 +271,129 @@ def _with_engine(engine: type[FederatedEngineV2]) -> P1Target:
         engine_class=f"{HERE}:{engine.__name__}",
         bridge_modules=(*TARGET.v2.bridge_modules, HERE),
         relay_probe=relay,
+    )
+
+
+# --- the engine needs arguments: V2Rules.engine_factory -------------------------------
+
+
+class EngineNeedingItsBus(_QuietReferenceEngine):
+    """A v2 engine whose constructor requires the bus, warning correctly (``stacklevel=2``)."""
+
+    def __init__(self, bus: Any) -> None:
+        warnings.warn("EngineNeedingItsBus is deprecated", DeprecationWarning, stacklevel=2)
+        self._reference_init(bus)
+
+
+class EngineNeedingItsBusWarningAtItself(_QuietReferenceEngine):
+    """Requires the bus and warns with ``stacklevel=1``: it names its own line."""
+
+    def __init__(self, bus: Any) -> None:
+        warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
+        self._reference_init(bus)
+
+
+def _with_factory(
+    engine: type[FederatedEngineV2], factory: Callable[[], object] | None
+) -> P1Target:
+    target = _with_engine(engine)
+    return dataclasses.replace(target, v2=dataclasses.replace(target.v2, engine_factory=factory))
+
+
+def _build_engine_needing_its_bus() -> object:
+    bus = get_event_bus()
+    engine = EngineNeedingItsBus(bus)  # the factory's constructing line
+    engine.node_statuses.clear()  # a factory may do more after constructing
+    return engine
+
+
+def engine_needing_its_bus_without_a_factory(root: Path) -> P1Target:
+    """Error of deprecation-warning: the engine cannot be built with no arguments."""
+    return _with_factory(EngineNeedingItsBus, None)
+
+
+def _factory_missing_its_config() -> object:
+    raise RuntimeError("FEDV2_CONFIG is not set")
+
+
+def engine_factory_that_raises(root: Path) -> P1Target:
+    """Error of deprecation-warning: the adapter's engine factory raises."""
+    return _with_factory(EngineNeedingItsBus, _factory_missing_its_config)
+
+
+_CACHED_ENGINE: list[object] = []
+
+
+def _factory_returning_a_cached_engine() -> object:
+    if not _CACHED_ENGINE:
+        _CACHED_ENGINE.append(_build_engine_needing_its_bus())
+    return _CACHED_ENGINE[0]
+
+
+def engine_factory_returning_a_cached_engine(root: Path) -> P1Target:
+    """Error of deprecation-warning: the factory hands back an engine built before."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _factory_returning_a_cached_engine()  # built now, before the criterion asks
+    return _with_factory(EngineNeedingItsBus, _factory_returning_a_cached_engine)
+
+
+def engine_built_by_a_factory_warning_at_itself(root: Path) -> P1Target:
+    """deprecation-warning: built through the factory, the warning names the engine's line."""
+    return _with_factory(
+        EngineNeedingItsBusWarningAtItself,
+        lambda: EngineNeedingItsBusWarningAtItself(get_event_bus()),
+    )
+
+
+def correct_engine_built_by_a_factory(root: Path) -> P1Target:
+    """Correct: the engine needs its bus; the adapter's factory builds it; warns at that line."""
+    return _with_factory(EngineNeedingItsBus, _build_engine_needing_its_bus)
+
+
+# --- v2 as a package: legacy/fedv2, re-exported engine, ignore_imports ---------------
+
+_FEDV2_FILES: Final = {
+    "legacy/__init__.py": "",
+    "legacy/fedv2/__init__.py": (
+        '"""Federation v2, deprecated: kept for the bridge."""\n'
+        "from legacy.fedv2.engine import FedEngineV2\n"
+        "from . import wire\n"
+    ),
+    "legacy/fedv2/engine.py": "class FedEngineV2:\n    def __init__(self, config): ...\n",
+    "legacy/fedv2/wire.py": "from .engine import FedEngineV2\n",
+    "legacy/bridges/__init__.py": "",
+    "legacy/bridges/v2_relay.py": "from legacy.fedv2 import FedEngineV2\n",
+    "legacy/admin/__init__.py": "",
+    "legacy/admin/tools/__init__.py": "",
+    "legacy/admin/tools/inspect_v2.py": "import legacy.fedv2.wire\n",
+    "legacy/live/__init__.py": "",
+    "legacy/live/status.py": "from legacy.fedv2 import FedEngineV2\n",
+}
+
+
+def _fedv2_tree(root: Path, ignore_imports: tuple[str, ...]) -> P1Target:
+    for name, text in _FEDV2_FILES.items():
+        path = root / "fedv2_tree" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return _with_v2(
+        source_roots=(root / "fedv2_tree" / "legacy",),
+        v2_modules=("legacy.fedv2",),
+        bridge_modules=(*TARGET.v2.bridge_modules, "legacy.bridges"),
+        ignore_imports=ignore_imports,
+    )
+
+
+def v2_package_imported_past_its_ignore_list(root: Path) -> P1Target:
+    """no-direct-imports: the admin tool is ignored, but a live module imports v2 too."""
+    return _fedv2_tree(root, ("legacy.admin.** -> legacy.fedv2.wire",))
+
+
+def correct_v2_package_with_an_ignore_list(root: Path) -> P1Target:
+    """Correct: v2 is a package re-exporting its engine, the bridge a package, two imports ignored."""
+    return _fedv2_tree(
+        root, ("legacy.admin.** -> legacy.fedv2.*", "legacy.live.status -> legacy.fedv2")
     )
 
 

@@ -241,3 +241,81 @@ def test_a_usage_error_writes_no_report(pytester: pytest.Pytester) -> None:
     result = run_p1(pytester, "--p1-target=no_such_backend:TARGET", "--p1-report=p1.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert not (pytester.path / "p1.json").exists()
+
+
+# -- P1Target.extra (issue 14) -------------------------------------------------------------
+
+FACT_PASSWORD = "Gr4fana-S3cr3t"
+
+
+def target_with_facts(root: Path) -> Any:
+    """The reference target declaring facts, one a URL with a password."""
+    import dataclasses
+
+    return dataclasses.replace(
+        TARGET,
+        extra={
+            "deployed": "eu-west blue",
+            "dashboard": f"https://ops:{FACT_PASSWORD}@grafana.example/d/p1",
+        },
+    )
+
+
+def target_without_facts(root: Path) -> Any:
+    """The reference target declaring no facts."""
+    import dataclasses
+
+    return dataclasses.replace(TARGET, extra={})
+
+
+def test_the_targets_facts_are_in_the_header_and_both_reports_passwords_redacted(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_p1(pytester, "--p1-report=p1.json", "-k", "P1-3.docs", target=target_with_facts)
+    assert result.ret == pytest.ExitCode.OK
+    shown = {"deployed": "eu-west blue", "dashboard": "https://ops:***@grafana.example/d/p1"}
+    result.stdout.fnmatch_lines(
+        [
+            _messages.HEADER_EXTRA.format(
+                facts="deployed=eu-west blue, dashboard=https://ops:***@grafana.example/d/p1"
+            )
+        ]
+    )
+    assert read_report(pytester.path / "p1.json")["meta"]["extra"] == shown
+    page = (pytester.path / "p1.html").read_text()
+    assert "eu-west blue" in page
+    assert "https://ops:***@grafana.example/d/p1" in page
+    for text in (page, (pytester.path / "p1.json").read_text(), result.stdout.str()):
+        assert FACT_PASSWORD not in text
+
+
+def test_a_target_without_facts_adds_no_header_line_and_an_empty_extra(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_p1(pytester, "--p1-report=p1.json", "-k", "P1-3.docs", target=target_without_facts)
+    assert result.ret == pytest.ExitCode.OK
+    assert "target facts" not in result.stdout.str()
+    assert read_report(pytester.path / "p1.json")["meta"]["extra"] == {}
+
+
+# -- no redis-server (issue 14) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ci", "mark", "code"),
+    [("", "SKIP", pytest.ExitCode.OK), ("true", "ERROR", pytest.ExitCode.TESTS_FAILED)],
+    ids=["locally", "under-ci"],
+)
+def test_without_a_redis_server_the_criteria_skip_with_the_install_hint(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, mark: str, code: int
+) -> None:
+    monkeypatch.setenv("PATH", str(pytester.mkdir("empty-bin")))
+    monkeypatch.setenv("CI", ci)
+    result = run_p1(
+        pytester, "--p1-redis=server", "--p1-report=p1.json", "-k", "cached-read or P1-3.docs"
+    )
+    assert result.ret == code
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines([f"*[[]{mark}*P1-2.cached-read*", "*PASS*P1-3.docs*"])
+    cached = _criteria_by_id(read_report(pytester.path / "p1.json"))["P1-2.cached-read"]
+    assert _messages.REDIS_SERVER_INSTALL_HINT.splitlines()[0] in cached["message"]

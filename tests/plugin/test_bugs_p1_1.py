@@ -133,11 +133,27 @@ BREAKS = [
     Break(
         "P1-1.logged",
         bp.monitor_reader_that_raises,
-        ("P1Target.monitor_record raised KeyError reading a record of 'reference_impl.events'",),
+        (
+            "P1Target.monitor_record _raise_reading (broken_p1_1.py:",
+            "raised KeyError reading a record of 'reference_impl.events' (",
+        ),
         None,
         outcome="error",
         # The failing-subscriber check reads monitoring records the same way.
         collateral=frozenset({"P1-1.failing-subscriber"}),
+    ),
+    # -- shapes the adapter absorbs: JSON-lines monitoring, an emitter without catalogue --
+    Break(
+        "P1-1.logged",
+        bp.json_monitor_logging_one_event_as_plain_text,
+        (
+            "model.shadow_test.completed: published 1 time(s), logged 0 time(s) on logger "
+            "'jsonl.events'",
+            "1 record(s) on 'jsonl.events' were read as no event by P1Target.monitor_record "
+            "json_record(event_key='event', payload_key='payload'), e.g. "
+            "\"model.shadow_test.completed {'model_id': ",
+        ),
+        "Log one record per publish on 'jsonl.events' carrying the name and payload",
     ),
 ]
 
@@ -193,6 +209,8 @@ def test_a_target_without_required_events_fails_instead_of_passing_empty(
     [
         bp.bus_monitoring_at_warning,
         bp.bus_monitoring_in_json_lines,
+        bp.bus_monitoring_in_json_lines_read_by_json_record,
+        bp.correct_pyee_style_emitter_through_emitter_bus,
         bp.bus_delivering_in_tasks,
         bp.bus_delivering_concurrently,
         bp.mode_change_with_z_timestamps,
@@ -248,3 +266,29 @@ def test_the_reference_has_its_state_checked_and_its_zone_restored(
         "P1-1.node-status": 1,
     }
     assert by_id["P1-1.logged"]["summary"] == "4/4 events logged for monitoring at INFO or above"
+
+
+def test_an_emitter_listing_too_few_events_fails_the_catalogue_saying_whose_list_it_was(
+    pytester: pytest.Pytester,
+) -> None:
+    by_id = _p1_1_run(pytester, bp.emitter_bus_missing_an_event_in_its_list)
+    catalogue = by_id["P1-1.catalogue"]
+    assert catalogue["outcome"] == "failed"
+    assert catalogue["summary"] == (
+        "3/4 events in the catalogue (the adapter's list: the emitter keeps no catalogue)"
+    )
+    message = str(catalogue["message"])
+    assert "1 required event(s) missing from the bus catalogue:" in message
+    assert "'model.shadow_test.completed'" in message
+    # An event the list leaves out cannot be recorded: its own check says so.
+    assert by_id["P1-1.shadow-test"]["outcome"] == "failed"
+    assert by_id["P1-1.hfos-mode"]["outcome"] == "passed"
+
+
+def test_an_emitter_without_catalogue_says_the_list_checked_was_the_adapters(
+    pytester: pytest.Pytester,
+) -> None:
+    by_id = _p1_1_run(pytester, bp.correct_pyee_style_emitter_through_emitter_bus)
+    assert by_id["P1-1.catalogue"]["summary"] == (
+        "4/4 events in the catalogue (the adapter's list: the emitter keeps no catalogue)"
+    )

@@ -114,6 +114,62 @@ BREAKS = [
         "Pass stacklevel=2 to warnings.warn: this warning used stacklevel=3, which names a "
         "line 1 frame(s) above the one constructing EngineWarningTooHigh.",
     ),
+    # -- shapes the adapter absorbs: an engine needing arguments, v2 as a package --------
+    Break(
+        "P1-3.deprecation-warning",
+        broken.engine_needing_its_bus_without_a_factory,
+        (
+            "EngineNeedingItsBus() raised TypeError: ",
+            "missing 1 required positional argument: 'bus'",
+            "if it needs some, give V2Rules.engine_factory (e.g. engine_factory=lambda: "
+            "EngineNeedingItsBus(config))",
+        ),
+        None,
+        outcome="error",
+    ),
+    Break(
+        "P1-3.deprecation-warning",
+        broken.engine_factory_that_raises,
+        (
+            "V2Rules.engine_factory _factory_missing_its_config (broken_p1_3.py:",
+            "raised RuntimeError building the engine: FEDV2_CONFIG is not set",
+        ),
+        None,
+        outcome="error",
+    ),
+    Break(
+        "P1-3.deprecation-warning",
+        broken.engine_factory_returning_a_cached_engine,
+        (
+            "V2Rules.engine_factory _factory_returning_a_cached_engine (broken_p1_3.py:",
+            "returned without calling EngineNeedingItsBus: the harness saw no construction",
+        ),
+        None,
+        outcome="error",
+    ),
+    Break(
+        "P1-3.deprecation-warning",
+        broken.engine_built_by_a_factory_warning_at_itself,
+        (
+            "the DeprecationWarning of EngineNeedingItsBusWarningAtItself points at ",
+            "not at the line that constructed it (",
+        ),
+        "Pass stacklevel=2 to warnings.warn so users see their own line: it is called 1 "
+        "frame(s) below the line constructing EngineNeedingItsBusWarningAtItself; this "
+        "warning used stacklevel=1",
+        claim="warns DeprecationWarning at the caller's line",
+    ),
+    Break(
+        "P1-3.no-direct-imports",
+        broken.v2_package_imported_past_its_ignore_list,
+        (
+            "1 direct v2 import outside the bridge:",
+            "legacy.live.status → legacy.fedv2 (from)",
+        ),
+        "Fix: import v2 modules only from the bridge: "
+        "reference_impl.federation.federation_v2_event_bridge, legacy.bridges",
+        claim="0 direct v2 imports",
+    ),
     # -- the bugs that passed --------------------------------------------------------------
     Break(
         "P1-3.bridge-relays",
@@ -180,6 +236,17 @@ CORRECT: list[tuple[str, Builder, str]] = [
         "P1-3.deprecation-warning",
         broken.correct_engine_deprecated_by_decorator,
         "CorrectEngineDeprecatedByDecorator() warns DeprecationWarning at the caller's line",
+    ),
+    (
+        "P1-3.deprecation-warning",
+        broken.correct_engine_built_by_a_factory,
+        "EngineNeedingItsBus() warns DeprecationWarning at the caller's line "
+        "(built by V2Rules.engine_factory, at broken_p1_3.py:*)",
+    ),
+    (
+        "P1-3.no-direct-imports",
+        broken.correct_v2_package_with_an_ignore_list,
+        "11 files scanned, 0 direct v2 imports; 2 allowed by 2 ignore_imports entr(ies)",
     ),
     (
         "P1-3.bridge-relays",

@@ -202,6 +202,51 @@ def test_p1_redis_url_is_used_as_given_and_never_flushed(
         assert client.get("precious") == b"keep me"
 
 
+_OWN_LOOP_TESTS = """
+import asyncio
+
+def test_closes_its_loop_alone(p1_redis):
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(p1_redis.set("k", "1"))
+    loop.close()
+
+def test_shuts_its_loop_down_first(p1_redis):
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(p1_redis.set("k", "1"))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+def test_runs_with_a_runner(p1_redis):
+    with asyncio.Runner() as runner:
+        runner.run(p1_redis.set("k", "1"))
+"""
+
+
+@pytest.mark.parametrize(
+    "redis_option",
+    [
+        pytest.param("fake", id="fake"),
+        pytest.param("server", id="server", marks=pytest.mark.real_redis),
+    ],
+)
+def test_a_loop_closed_with_connections_open_on_it_is_the_same_error_on_fake_and_real_redis(
+    pytester: pytest.Pytester, redis_option: str
+) -> None:
+    # Issue 14: on a real server this used to error "Event loop is closed", on fakeredis pass.
+    pytester.makepyfile(_OWN_LOOP_TESTS)
+    result = pytester.runpytest(
+        "-p", "quantum_p1", f"--p1-redis={redis_option}", "-W", "error", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_closes_its_loop_alone*",
+            _messages.REDIS_CONNECTIONS_LEFT_OPEN.format(count=1)[:60] + "*",
+        ]
+    )
+    assert "Event loop is closed" not in result.stdout.str()
+
+
 @pytest.mark.parametrize(
     ("ci", "outcome"), [("", "skipped"), ("true", "errors")], ids=["locally", "under-ci"]
 )

@@ -481,3 +481,21 @@ def test_the_reference_target_has_one_short_name() -> None:
 
     assert _target.TARGET_NAMES == {"reference": REFERENCE_TARGET}
     assert _target.load_target(REFERENCE_TARGET).name == "reference_impl"
+
+
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_redis_owned_declares_the_urls_database_the_harness_s_in_the_header(
+    pytester: pytest.Pytester, how: str
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    url = "redis://ops:hunter2@redis.invalid:6390/3"
+    if how == "ini":
+        pytester.makeini(f"[pytest]\n{_options.INI_REDIS_OWNED} = true\n")
+        result = pytester.runpytest("-p", "quantum_p1", f"--p1-redis={url}")
+    else:
+        result = pytester.runpytest("-p", "quantum_p1", f"--p1-redis={url}", "--p1-redis-owned")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [_header(redis="redis://ops:***@redis.invalid:6390/3" + _messages.HEADER_REDIS_OWNED)]
+    )
+    assert "hunter2" not in result.stdout.str() + result.stderr.str()

@@ -443,3 +443,26 @@ def test_rules_match_the_machine() -> None:
         if hasattr(getattr(InvalidationMachine, name), "hypothesis_stateful_rule")
     }
     assert defined == set(RULES)
+
+
+def test_a_scenario_hypothesis_cannot_replay_is_no_verdict_naming_timing() -> None:
+    # On a real server, a store's resubscription can land before or after a
+    # step, so the steps Hypothesis may take differ on replay. That is the
+    # harness not controlling timing: an error with that cause, never a
+    # verdict and never "raised in the backend".
+    from hypothesis.errors import FlakyStrategyDefinition
+
+    from pytest_quantum_p1._stateful.machine import CouldNotRun
+    from pytest_quantum_p1._stateful.search import _verdict_of
+
+    verdict = _verdict_of(FlakyStrategyDefinition("Inconsistent data generation!\nmore"))
+    assert isinstance(verdict, CouldNotRun)
+    text = str(verdict)
+    assert text.startswith(
+        "the stale-read search could not replay a scenario the same way "
+        "(FlakyStrategyDefinition: Inconsistent data generation!)"
+    )
+    assert "P1Target(timing=Timing(settle_timeout=..., reconnect_timeout=...))" in text
+    # Anything else Hypothesis raises is still raised as it is.
+    with pytest.raises(ValueError, match="boom"):
+        _verdict_of(ValueError("boom"))

@@ -798,3 +798,118 @@ def test_construct_traced_without_a_warning_records_no_call() -> None:
     traced, caught = _traced(_Silent)
     assert (traced.calls, caught) == ((), [])
     assert traced.site[0].endswith("warning.py")
+
+
+# --- v2 as a package, bridges as a package ----------------------------------------------
+
+FEDV2_TREE = {
+    "__init__.py": "",
+    "fedv2/__init__.py": """\
+        from PKG.fedv2.engine import Engine
+
+
+        def make_engine(config):
+            return Engine(config)  # package-helper
+        """,
+    "fedv2/engine.py": """\
+        import warnings
+
+
+        class Engine:
+            def __init__(self, config):
+                warnings.warn("Engine is deprecated", DeprecationWarning, stacklevel=2)
+                self.config = config
+        """,
+    "bridges/__init__.py": "",
+    "bridges/relay.py": """\
+        from PKG.fedv2 import Engine, make_engine
+
+
+        def direct():
+            return Engine({})  # bridge-direct
+
+
+        def helper():
+            return make_engine({})  # bridge-helper
+        """,
+    "user.py": """\
+        from PKG.fedv2 import Engine, make_engine
+
+
+        def direct():
+            return Engine({})  # user-direct
+
+
+        def helper():
+            return make_engine({})  # user-helper
+        """,
+}
+
+
+@dataclass
+class FedV2:
+    """A throw-away backend on sys.path whose v2 is a package re-exporting its engine."""
+
+    name: str
+    root: Path
+
+    def where(self, rel: str, tag: str) -> tuple[str, int]:
+        path = self.root / rel
+        lines = path.read_text(encoding="utf-8").split("\n")
+        (found,) = [n for n, text in enumerate(lines, 1) if text.endswith(f"# {tag}")]
+        return str(path), found
+
+    def guard(self, v2_modules: tuple[str, ...]) -> V2Guard:
+        return V2Guard(f"{self.name}.fedv2.engine:Engine", (f"{self.name}.bridges",), v2_modules)
+
+    def call(self, module: str, function: str) -> Any:
+        return quietly(getattr(importlib.import_module(f"{self.name}.{module}"), function))
+
+
+@pytest.fixture
+def fedv2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FedV2]:
+    name = "fedv2guard_" + re.sub(r"\W", "_", tmp_path.name)
+    root = tmp_path / name
+    for rel, text in FEDV2_TREE.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).replace("PKG", name), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield FedV2(name, root)
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
+
+
+def test_a_construction_through_the_v2_packages_helper_is_its_callers(fedv2: FedV2) -> None:
+    with fedv2.guard((f"{fedv2.name}.fedv2",)) as guard:
+        for module in ("bridges.relay", "user"):
+            for function in ("direct", "helper"):
+                fedv2.call(module, function)
+    seen = [(c.caller_module, (c.filename, c.lineno), c.allowed) for c in guard.constructions]
+    relay, user = f"{fedv2.name}.bridges.relay", f"{fedv2.name}.user"
+    assert seen == [
+        (relay, fedv2.where("bridges/relay.py", "bridge-direct"), True),
+        (relay, fedv2.where("bridges/relay.py", "bridge-helper"), True),
+        (user, fedv2.where("user.py", "user-direct"), False),
+        (user, fedv2.where("user.py", "user-helper"), False),
+    ]
+
+
+def test_with_only_the_engine_module_named_the_packages_helper_is_the_caller(
+    fedv2: FedV2,
+) -> None:
+    with fedv2.guard((f"{fedv2.name}.fedv2.engine",)) as guard:
+        fedv2.call("bridges.relay", "direct")
+        fedv2.call("bridges.relay", "helper")
+    direct, helper = guard.constructions
+    assert direct.allowed
+    assert (helper.caller_module, helper.allowed) == (f"{fedv2.name}.fedv2", False)
+    assert (helper.filename, helper.lineno) == fedv2.where("fedv2/__init__.py", "package-helper")
+
+
+def test_an_engine_held_by_a_module_of_a_bridge_package_is_counted(fedv2: FedV2) -> None:
+    relay = importlib.import_module(f"{fedv2.name}.bridges.relay")
+    engine_class = importlib.import_module(f"{fedv2.name}.fedv2.engine").Engine
+    vars(relay)["HELD"] = quietly(relay.direct)  # a module-level singleton of the bridge
+    assert engines_held_by(engine_class, (f"{fedv2.name}.bridges",)) == 1
+    assert engines_held_by(engine_class, (f"{fedv2.name}.bridge",)) == 0

@@ -15,6 +15,7 @@ from pytest_quantum_p1._messages import (
     V2_SCAN_ERRORS_HEADLINE,
     V2_SCAN_FIX,
     V2_SCAN_HEADLINE,
+    V2_SCAN_REEXPORT_HINT,
     V2_SCAN_UNRESOLVED_HEADLINE,
     V2_TYPE_CHECKING_ONLY,
 )
@@ -670,3 +671,131 @@ def test_an_unreadable_file_is_an_error(tmp_path: Path) -> None:
     assert result.errors == (
         V2FileError(tmp_path / "pkg" / "gone.py", "cannot read: No such file or directory"),
     )
+
+
+# --- v2 rules by package: legacy/fedv2 re-exports its engine; ignore_imports -------------
+
+FEDV2_SOURCES: dict[str, str] = {
+    "legacy/__init__.py": "",
+    "legacy/fedv2/__init__.py": """\
+        '''Federation v2, deprecated: the package re-exports its engine.'''
+        from legacy.fedv2.engine import FedEngineV2  # reexport
+        from . import wire
+        """,
+    "legacy/fedv2/engine.py": """\
+        class FedEngineV2:
+            def __init__(self, config):
+                self.config = config
+        """,
+    "legacy/fedv2/wire.py": "from .engine import FedEngineV2\n",
+    "legacy/bridges/__init__.py": "",
+    "legacy/bridges/v2_relay.py": "from legacy.fedv2 import FedEngineV2\n",
+    "legacy/admin/__init__.py": "",
+    "legacy/admin/export.py": "import legacy.fedv2  # admin-export\n",
+    "legacy/admin/tools/__init__.py": "",
+    "legacy/admin/tools/inspect_v2.py": "import legacy.fedv2.wire  # admin-tools\n",
+    "legacy/live/__init__.py": "",
+    "legacy/live/status.py": "from legacy.fedv2 import FedEngineV2  # live-status\n",
+}
+FEDV2 = ("legacy.fedv2",)
+FEDV2_BRIDGES = ("legacy.bridges",)
+
+
+@pytest.fixture
+def fedv2(tmp_path: Path) -> Path:
+    write_tree(tmp_path, FEDV2_SOURCES)
+    return tmp_path / "legacy"
+
+
+def _importers(result: V2ScanResult) -> list[str]:
+    return [v.importer for v in result.violations]
+
+
+def test_a_v2_package_covers_its_submodules_and_its_own_reexport(fedv2: Path) -> None:
+    result = scan_v2_usage((fedv2,), FEDV2, FEDV2_BRIDGES)
+    # Neither legacy.fedv2 (the re-export) nor legacy.fedv2.wire, nor the bridge package.
+    assert _importers(result) == [
+        "legacy.admin.export",
+        "legacy.admin.tools.inspect_v2",
+        "legacy.live.status",
+    ]
+    assert [v.module for v in result.violations] == ["legacy.fedv2"] * 3
+
+
+def test_naming_only_the_engine_module_flags_the_reexport_and_says_to_name_the_package(
+    fedv2: Path,
+) -> None:
+    rules = V2Rules(
+        source_roots=(fedv2,),
+        v2_modules=("legacy.fedv2.engine",),
+        bridge_modules=FEDV2_BRIDGES,
+        removed_paths=(),
+        docs=(),
+        doc_notice=(),
+        engine_class="legacy.fedv2.engine:FedEngineV2",
+    )
+    result = scan_v2_usage(rules.source_roots, rules.v2_modules, rules.bridge_modules)
+    # The re-export is flagged, and legacy.live.status, reaching the engine through
+    # it, is not seen at all: the module form undercounts a v2 package.
+    assert _importers(result) == ["legacy.fedv2", "legacy.fedv2.wire"]
+    message = format_violations(result, rules)
+    assert (
+        message.count(
+            V2_SCAN_REEXPORT_HINT.format(package="legacy.fedv2", module="legacy.fedv2.engine")
+        )
+        == 1
+    )
+
+
+def test_a_bridge_package_is_not_allowed_when_only_its_parent_name_differs(fedv2: Path) -> None:
+    result = scan_v2_usage((fedv2,), FEDV2, ("legacy.bridge",))  # not legacy.bridges
+    assert "legacy.bridges.v2_relay" in _importers(result)
+
+
+@pytest.mark.parametrize(
+    ("ignore", "left", "unmatched"),
+    [
+        # One name per '*': legacy.admin.export, not legacy.admin.tools.inspect_v2.
+        (
+            ("legacy.admin.* -> legacy.fedv2",),
+            ["legacy.admin.tools.inspect_v2", "legacy.live.status"],
+            (),
+        ),
+        # '**': one or more names.
+        (
+            ("legacy.admin.** -> legacy.fedv2",),
+            ["legacy.admin.tools.inspect_v2", "legacy.live.status"],
+            (),
+        ),
+        (
+            ("legacy.admin.** -> legacy.fedv2", "legacy.admin.** -> legacy.fedv2.*"),
+            ["legacy.live.status"],
+            (),
+        ),
+        # The imported name is matched as written: legacy.fedv2 is not legacy.fedv2.wire.
+        (
+            ("legacy.admin.tools.inspect_v2 -> legacy.fedv2",),
+            ["legacy.admin.export", "legacy.admin.tools.inspect_v2", "legacy.live.status"],
+            ("legacy.admin.tools.inspect_v2 -> legacy.fedv2",),
+        ),
+        (
+            ("legacy.admin.** -> legacy.**", "legacy.gone -> legacy.fedv2"),
+            ["legacy.live.status"],
+            ("legacy.gone -> legacy.fedv2",),
+        ),
+    ],
+    ids=["star", "double-star", "two-entries", "exact-imported", "unmatched"],
+)
+def test_ignore_imports_allows_what_it_matches_as_import_linter_would(
+    fedv2: Path, ignore: tuple[str, ...], left: list[str], unmatched: tuple[str, ...]
+) -> None:
+    result = scan_v2_usage((fedv2,), FEDV2, FEDV2_BRIDGES, ignore)
+    assert _importers(result) == left
+    assert result.ignored == 3 - len(left)
+    assert result.unmatched_ignores == unmatched
+
+
+def test_a_v2_package_absent_from_the_roots_matches_nothing(fedv2: Path) -> None:
+    result = scan_v2_usage((fedv2,), ("legacy.fedv3",), FEDV2_BRIDGES)
+    assert result.ok
+    assert result.violations == ()

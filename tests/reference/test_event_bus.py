@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from reference_impl.core.event_bus import CATALOGUE, EventBus, get_event_bus
-from reference_impl.errors import InvalidPayloadError, P1Error, UnknownEventError
+from reference_impl.errors import (
+    InvalidPayloadError,
+    InvalidSubscriberError,
+    P1Error,
+    UnknownEventError,
+)
 
 P1_EVENTS = (
     "ai.hfos.mode_changed",
@@ -22,6 +27,7 @@ P1_EVENTS = (
     "federation.node.status_changed",
 )
 MONITOR = "reference_impl.events"
+BUS_LOGGER = "reference_impl.core.event_bus"
 
 
 @pytest.fixture
@@ -358,3 +364,204 @@ def test_get_event_bus_is_one_process_wide_bus() -> None:
     bus = get_event_bus()
     assert isinstance(bus, EventBus)
     assert get_event_bus() is bus
+
+
+# --- Hostile subscribers (issue 14) ------------------------------------------------
+
+
+@pytest.mark.parametrize("handler", [42, "handler", None])
+def test_a_subscriber_that_is_not_callable_is_refused_at_subscribe(
+    bus: EventBus, handler: Any
+) -> None:
+    with pytest.raises(InvalidSubscriberError) as info:
+        bus.subscribe("model.promoted", handler)
+    assert isinstance(info.value, P1Error)
+    assert isinstance(info.value, TypeError)
+    assert str(info.value) == (
+        f"a subscriber of 'model.promoted' must be callable, got {type(handler).__name__}"
+    )
+    assert bus.subscribers("model.promoted") == 0
+
+
+def test_a_subscriber_that_never_returns_is_cancelled_at_its_deadline_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(subscriber_timeout=0.05)
+    log: list[str] = []
+    cancelled: list[bool] = []
+
+    async def forever(name: str, payload: Mapping[str, Any]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    bus.subscribe("model.promoted", forever)
+    bus.subscribe("model.promoted", Recorder(log, "after"))
+
+    async def scenario() -> None:
+        # The guard only catches a hang: the bus must end the wait by itself.
+        await asyncio.wait_for(bus.publish("model.promoted", {}), timeout=30)
+        await asyncio.sleep(0)  # the cancelled subscriber's turn to clean up
+
+    asyncio.run(scenario())
+    assert log == ["after:model.promoted"]
+    assert cancelled == [True]
+    [record] = [r for r in caplog.records if r.name == BUS_LOGGER]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage().startswith("subscriber <function ")
+    assert record.getMessage().endswith(
+        "failed handling event model.promoted: it did not finish within 0.05s"
+        " (subscriber_timeout) and was cancelled"
+    )
+    assert "forever" in record.getMessage()
+
+
+def test_slow_async_subscribers_run_concurrently() -> None:
+    # Each waits until all have started: run one after another, the first would wait forever.
+    bus = EventBus(subscriber_timeout=30)
+    started: list[int] = []
+    finished: list[int] = []
+    everyone_in = asyncio.Event()
+
+    def subscriber(k: int) -> Callable[[str, Mapping[str, Any]], Any]:
+        async def slow(name: str, payload: Mapping[str, Any]) -> None:
+            started.append(k)
+            if len(started) == 3:
+                everyone_in.set()
+            await everyone_in.wait()
+            finished.append(k)
+
+        return slow
+
+    for k in range(3):
+        bus.subscribe("model.promoted", subscriber(k))
+    # The guard only catches the hang of subscribers run one after another.
+    asyncio.run(asyncio.wait_for(bus.publish("model.promoted", {}), timeout=30))
+    assert started == [0, 1, 2]  # started in subscription order
+    assert sorted(finished) == [0, 1, 2]  # and publish returned once all had finished
+
+
+def test_async_subscribers_that_never_suspend_run_inline_in_order(bus: EventBus) -> None:
+    log: list[str] = []
+
+    async def quick(name: str, payload: Mapping[str, Any]) -> None:
+        log.append("quick")
+
+    bus.subscribe("model.promoted", quick)
+    bus.subscribe("model.promoted", Recorder(log, "sync"))
+
+    async def scenario() -> None:
+        tasks = len(asyncio.all_tasks())
+        await bus.publish("model.promoted", {})
+        assert len(asyncio.all_tasks()) == tasks
+
+    asyncio.run(scenario())
+    assert log == ["quick", "sync:model.promoted"]
+
+
+@pytest.mark.parametrize("where", ["sync", "first-step", "after-suspending"])
+def test_a_subscriber_raising_cancelled_error_is_a_failure_of_its_own(
+    bus: EventBus, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    log: list[str] = []
+
+    def sync_cancel(name: str, payload: Mapping[str, Any]) -> None:
+        raise asyncio.CancelledError
+
+    async def async_cancel(name: str, payload: Mapping[str, Any]) -> None:
+        if where == "after-suspending":
+            await asyncio.sleep(0)
+        raise asyncio.CancelledError
+
+    bus.subscribe("model.rollback", sync_cancel if where == "sync" else async_cancel)
+    bus.subscribe("model.rollback", Recorder(log, "after"))
+    asyncio.run(bus.publish("model.rollback", {}))
+    assert log == ["after:model.rollback"]
+    [record] = [r for r in caplog.records if r.name == BUS_LOGGER]
+    assert "failed handling event model.rollback" in record.getMessage()
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stop_request_from_a_subscriber_propagates_after_the_others_got_the_event(
+    bus: EventBus, stop: type[BaseException]
+) -> None:
+    log: list[str] = []
+    cancelled: list[bool] = []
+
+    def stopper(name: str, payload: Mapping[str, Any]) -> None:
+        raise stop
+
+    async def suspended(name: str, payload: Mapping[str, Any]) -> None:
+        log.append("async")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    bus.subscribe("model.rollback", suspended)
+    bus.subscribe("model.rollback", stopper)
+    bus.subscribe("model.rollback", Recorder(log, "after"))
+
+    async def scenario() -> None:
+        # Awaited in this task: asyncio lets these two out of the loop when a task raises them.
+        with pytest.raises(stop):
+            await bus.publish("model.rollback", {})
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert log == ["async", "after:model.rollback"]
+    assert cancelled == [True]
+
+
+def test_a_cancelled_publish_cancels_its_running_subscribers(bus: EventBus) -> None:
+    cancelled: list[bool] = []
+    entered = asyncio.Event()
+
+    async def waiting(name: str, payload: Mapping[str, Any]) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    bus.subscribe("model.promoted", waiting)
+
+    async def scenario() -> None:
+        publish = asyncio.create_task(bus.publish("model.promoted", {}))
+        await entered.wait()
+        publish.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publish
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert cancelled == [True]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"x": 10**5000}, {"x": [1, -(10**700)]}, {"x": {"y": 10**640}}],
+    ids=["flat", "in-a-list", "nested"],
+)
+def test_an_int_too_long_for_text_is_an_invalid_payload(bus: EventBus, payload: Any) -> None:
+    log: list[str] = []
+    bus.subscribe("model.promoted", Recorder(log, "h"))
+    with pytest.raises(InvalidPayloadError, match=r"is an int of \d+ digits; plain JSON"):
+        asyncio.run(bus.publish("model.promoted", payload))
+    assert log == []
+
+
+def test_an_int_of_640_digits_is_delivered(bus: EventBus) -> None:
+    received: list[Mapping[str, Any]] = []
+    bus.subscribe("model.promoted", lambda n, p: received.append(p))
+    asyncio.run(bus.publish("model.promoted", {"x": 10**640 - 1, "y": -(10**640) + 1}))
+    assert len(received) == 1
+
+
+def test_a_subscriber_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="subscriber_timeout must be > 0 seconds, got 0"):
+        EventBus(subscriber_timeout=0)

@@ -1,0 +1,1 @@
+"""Deprecated code kept only while something still needs it."""

@@ -1,0 +1,1 @@
+"""Model lifecycle: shadow runs and promotion."""

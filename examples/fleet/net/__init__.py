@@ -1,0 +1,1 @@
+"""Networking helpers that are part of the live system."""

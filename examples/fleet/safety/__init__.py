@@ -1,0 +1,1 @@
+"""Risk and safety controls."""
