@@ -15,8 +15,8 @@ of its own.
 The default of 10,000 calls puts at least 10 calls above the p99.9, so that
 figure rests on samples rather than on the single slowest call.
 
-Nothing here needs pytest except :class:`BenchmarkHooks`, the optional bridge
-into pytest-benchmark's JSON.
+Nothing here needs pytest or pytest-benchmark; :class:`BenchmarkEntries`, the
+optional bridge into pytest-benchmark, imports it when it adds an entry.
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROPERTY_PREFIX",
-    "BenchmarkHooks",
+    "BenchmarkEntries",
     "Budget",
     "LatencyRecorder",
     "LatencyStats",
     "Percentile",
     "Runner",
+    "benchmark_entries",
+    "benchmark_name",
     "measure_latency",
     "measure_latency_async",
 ]
@@ -333,14 +335,21 @@ class LatencyRecorder:
 
     Each measurement is recorded in ``item.user_properties`` as
     ``p1.latency.<label>.p50_ns`` / ``p90_ns`` / ``p99_ns`` / ``p999_ns`` /
-    ``max_ns`` / ``mean_ns`` / ``timer_ns`` and ``.calls`` (so
-    it reaches JUnit XML, xdist's controller and, with pytest-benchmark, its
-    JSON) before any budget is checked.
+    ``max_ns`` / ``mean_ns`` / ``timer_ns`` and ``.calls`` (so it reaches
+    JUnit XML and xdist's controller), and handed to ``on_measured(label,
+    stats)`` (with pytest-benchmark: an entry of its own, see
+    :class:`BenchmarkEntries`), before any budget is checked.
     """
 
-    def __init__(self, properties: list[tuple[str, object]], default_budget_ns: int) -> None:
+    def __init__(
+        self,
+        properties: list[tuple[str, object]],
+        default_budget_ns: int,
+        on_measured: Callable[[str, LatencyStats], None] | None = None,
+    ) -> None:
         self._properties = properties
         self._default_budget_ns = default_budget_ns
+        self._on_measured = on_measured
         #: Every measurement of this test, by label.
         self.results: dict[str, LatencyStats] = {}
 
@@ -366,6 +375,8 @@ class LatencyRecorder:
         for figure, value in stats.figures().items():
             self._properties.append((f"{PROPERTY_PREFIX}{label}.{figure}", round(value, 1)))
         self._properties.append((f"{PROPERTY_PREFIX}{label}.calls", stats.calls))
+        if self._on_measured is not None:
+            self._on_measured(label, stats)
         if budget is not None:
             stats.assert_below(budget, percentile)
         return stats
@@ -404,39 +415,103 @@ class LatencyRecorder:
         return self._record(name, stats, budget, percentile)
 
 
-class BenchmarkHooks:
-    """Lands ``p1.latency.*`` figures in pytest-benchmark's JSON.
+class BenchmarkEntries:
+    """Adds latency measurements to pytest-benchmark's run as benchmarks of their own.
 
-    Registered only when pytest-benchmark is active, because its hook spec
-    exists only then. The figures are collected from test reports in the
-    main process, so they are there whichever process ran the test.
+    Each measurement becomes one entry of ``benchmarksession.benchmarks``, built
+    the way pytest-benchmark builds its own (a ``Metadata`` holding a ``Stats``
+    fed one sample per call, in seconds, one iteration per round). So the entry
+    is in ``--benchmark-json``, in what ``--benchmark-autosave`` stores, in the
+    results table, and ``--benchmark-compare`` / ``--benchmark-compare-fail`` and
+    ``pytest-benchmark compare`` treat it like any benchmark: its ``min``,
+    ``mean``, ``median``, ``max`` are those of single calls.
+
+    Entries are made in the process that measured (pytest-benchmark disables
+    itself under xdist, so there is nothing to add to there) and only while
+    pytest-benchmark is enabled (not ``--benchmark-disable``).
     """
 
-    def __init__(self, figures: dict[str, dict[str, object]]) -> None:
-        # Owned by the caller (kept in config.stash), keyed by test node id.
-        self._figures = figures
+    def __init__(self, session: Any) -> None:
+        # pytest-benchmark's BenchmarkSession, as its plugin manager names it.
+        self._session = session
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # The teardown report carries every property the test recorded.
-        if report.when != "teardown":
-            return
-        found = {
-            name: value
-            for name, value in report.user_properties
-            if isinstance(name, str) and name.startswith(PROPERTY_PREFIX)
-        }
-        if found:
-            self._figures.setdefault(report.nodeid, {}).update(found)
+    @property
+    def enabled(self) -> bool:
+        """Whether pytest-benchmark records benchmarks in this process."""
+        return not getattr(self._session, "disabled", True)
 
-    def pytest_benchmark_update_json(
-        self, config: pytest.Config, benchmarks: object, output_json: dict[str, Any]
+    def add(
+        self,
+        *,
+        name: str,
+        fullname: str,
+        group: str,
+        stats: LatencyStats,
+        extra_info: Mapping[str, object] | None = None,
     ) -> None:
-        if not self._figures:
+        """Add one entry: ``stats.samples`` (nanoseconds per call) as its rounds."""
+        if not self.enabled or not stats.samples:
             return
-        for bench in output_json.get("benchmarks", []):
-            figures = self._figures.get(bench.get("fullname", ""))
-            if figures:
-                bench.setdefault("extra_info", {}).update(figures)
-        output_json["quantum_p1"] = {
-            "latency": {nodeid: dict(figures) for nodeid, figures in self._figures.items()}
-        }
+        from pytest_benchmark.stats import Metadata
+
+        source = _EntrySource(
+            name=name,
+            fullname=fullname,
+            group=group,
+            extra_info={
+                **(extra_info or {}),
+                "p1_figures": {k: round(v, 1) for k, v in stats.figures().items()},
+                "p1_calls": stats.calls,
+            },
+        )
+        # pytest-benchmark leaves both unannotated.
+        entry = Metadata(source, iterations=1, options=_ENTRY_OPTIONS)  # type: ignore[no-untyped-call]
+        for sample in stats.samples:
+            entry.update(sample / 1e9)  # type: ignore[no-untyped-call]
+        self._session.benchmarks.append(entry)
+
+
+#: What an entry says it was measured with (pytest-benchmark prints it with ``--benchmark-verbose``).
+_ENTRY_OPTIONS: Mapping[str, object] = {"timer": "perf_counter_ns", "measured_by": "quantum-p1"}
+
+
+@dataclass
+class _EntrySource:
+    """What pytest-benchmark's ``Metadata`` reads from the fixture that measured."""
+
+    name: str
+    fullname: str
+    group: str
+    extra_info: dict[str, object]
+    param: str | None = None
+    params: dict[str, object] | None = None
+    cprofile_stats: None = None
+    has_error: bool = False
+
+
+def benchmark_name(test_name: str, label: str) -> str:
+    """The entry name of a ``p1_latency`` measurement: ``test_name[label]``.
+
+    A parametrized test's name already ends in ``[...]``: the label joins it
+    (``test_read[fake-label]``), so ``-k``-style matching still finds both.
+    """
+    if test_name.endswith("]"):
+        return f"{test_name[:-1]}-{label}]"
+    return f"{test_name}[{label}]"
+
+
+#: The name pytest-benchmark registers its session under, in every loading form.
+_BENCHMARK_SESSION_PLUGIN = "pytest-benchmark"
+
+
+def benchmark_entries(config: pytest.Config) -> BenchmarkEntries | None:
+    """The bridge into pytest-benchmark's run, or ``None`` when it is not active.
+
+    Looked up when a measurement is made, not at configure time:
+    pytest-benchmark creates its session in a ``trylast`` ``pytest_configure``,
+    after this plugin's, whether it was autoloaded or loaded with ``-p``.
+    """
+    session = config.pluginmanager.get_plugin(_BENCHMARK_SESSION_PLUGIN)
+    if session is None or not hasattr(session, "benchmarks"):
+        return None
+    return BenchmarkEntries(session)

@@ -531,14 +531,6 @@ WAIT_SUBSCRIPTIONS_TIMED_OUT = (
 WHERE_NO_PUBSUB = "never called client.pubsub()"
 WHERE_CLOSED = "closed its subscription ({label}) and did not open another"
 WHERE_LOST = "lost its subscription ({label}) and did not resubscribe"
-WHERE_HELD = (
-    "the marker is held by hold() with {count} message(s) pending: call release() or deliver()"
-)
-WHERE_NOT_FINISHED = (
-    "took the marker but never came back for the next message (listener stuck, or it crashed)"
-)
-WHERE_NOT_TAKEN = "has not taken the marker from its subscription: its listener stopped reading"
-WHERE_NEVER_RECEIVED = "never received the marker (subscribed to {channels})"
 SUBSCRIPTION_CLOSED = "closed its subscription ({label})"
 SUBSCRIPTION_LOST = "its subscription ({label}) lost its connection"
 SUBSCRIPTION_CHANNELS = "subscribed to {channels}"
@@ -591,20 +583,6 @@ INITIALIZE_TIMED_OUT = "{label}: initialize() did not return within {timeout:g}s
 NOT_SUBSCRIBED = (
     "{count} of {total} store instance(s) did not subscribe to {channel!r} within "
     "{timeout:g}s of initialize()"
-)
-NOT_SUBSCRIBED_TUNE = (
-    "The harness sends invalidations and settle markers on that channel "
-    "(P1Target.invalidation_channel)."
-)
-NOT_SETTLED = (
-    "settle() timed out after {timeout:g}s: {count} of {total} instance(s) did not process "
-    "the settle marker {marker!r} published on {channel!r} (PUBLISH reached {receivers} "
-    "subscriber(s))"
-)
-NOT_SETTLED_TUNE = (
-    "Every earlier invalidation reaches an instance before the marker, so these "
-    "instances may still serve stale values. A longer settle(timeout=...) helps "
-    "only if their listeners are merely slow."
 )
 NOT_CONVERGED = (
     "policy {name!r} did not converge: {count} of {total} instance(s) read another value "
@@ -1382,4 +1360,75 @@ MACHINE_NOT_REPLAYABLE = (
     "a message still in flight), so the scenario says nothing about the store. If the store "
     "reconnects or settles slowly, declare it: P1Target(timing=Timing(settle_timeout=..., "
     "reconnect_timeout=...))."
+)
+
+# Harness settling by barrier (issue 13, item 2): nothing published on the store's channel.
+MEMBER_NOT_SETTLED = "{label}: not settled after {timeout:g}s: {where}"
+WHERE_BARRIER_NOT_BACK = (
+    "the harness's barrier never came back on its subscription connection (subscribed to "
+    "{channels}): its connection stopped delivering"
+)
+WHERE_BACKLOG_HELD = (
+    "{count} message(s) it received are held by hold(): call release() or deliver()"
+)
+WHERE_BACKLOG_NOT_FINISHED = (
+    "took the message {data!r} and never came back for the next (listener stuck, or it crashed)"
+)
+WHERE_BACKLOG_NOT_TAKEN = (
+    "{count} message(s) it received were never taken from its subscription: its listener "
+    "stopped reading"
+)
+WHERE_BACKLOG_DONE = "processed everything it received (it settled as the wait ended)"
+NOT_SETTLED_BARRIER = (
+    "settle() timed out after {timeout:g}s: {count} of {total} instance(s) did not process "
+    "every invalidation they received on {channel!r} before the harness's barrier"
+)
+NOT_SETTLED_BARRIER_TUNE = (
+    "The barrier (a token on a harness-only channel of each instance's own pubsub connection) "
+    "comes back after every message published earlier, so these instances may still serve "
+    "stale values. A longer settle(timeout=...) helps only if their listeners are merely slow."
+)
+
+# --- pytest-benchmark entries, progress, option misuse (issue 16: benchmark helper) ---
+#: pytest-benchmark group of the ``p1_latency`` fixture's measurements.
+BENCHMARK_GROUP_LATENCY = "p1_latency"
+#: pytest-benchmark group of the acceptance run's per-call latency (``P1-2.cached-read``).
+BENCHMARK_GROUP_ACCEPTANCE = "quantum-p1"
+
+# --- the HTML page of the acceptance run (issue 16: the report) ---
+#: The first group of the page's checklist: every criterion that failed or erred, before the rest.
+ACCEPTANCE_PAGE_NOT_PASSING = "Failed and in error"
+#: After the tally in the page's header: links to each criterion not passing.
+ACCEPTANCE_PAGE_SEE = "see"
+#: A failed or erred row without figures: the check stopped before it measured anything.
+ACCEPTANCE_PAGE_NOTHING_MEASURED = "nothing measured: the check stopped before its figures"
+#: The measured p99 of cached reads, marked on the latency chart against the budget line.
+ACCEPTANCE_CHART_LATENCY_P99 = "p99 {p99}"
+#: The x axis of the propagation chart when its bars are labelled by instance number alone.
+ACCEPTANCE_CHART_PROPAGATION_X = "instance"
+#: A bar of the propagation chart for an instance that processed no invalidation.
+ACCEPTANCE_CHART_PROPAGATION_MISSING = "none"
+#: In place of a chart whose criterion stopped before it recorded the chart's data.
+ACCEPTANCE_CHART_NOT_MEASURED = (
+    "Not drawn: {id} stopped ({outcome}) before it recorded what this chart shows; see its message."
+)
+#: Live progress of a long acceptance criterion (terminal only; see ``_acceptance.drive.ProgressLine``).
+PROGRESS_RUNNING = "quantum-p1: {name} running{scenarios}, {elapsed:.0f} s"
+PROGRESS_DONE = "quantum-p1: {name} finished{scenarios} in {elapsed:.1f} s"
+PROGRESS_SCENARIOS = ", {done} scenarios"
+PROGRESS_SCENARIOS_OF = ", {done} of {planned} scenarios"
+#: The most store instances --p1-instances takes (each is a store, a client and a listener).
+EXPECT_INSTANCES_BOUNDED = "an integer from 2 to {most}"
+#: An option given for a run that does not use it (a PytestConfigWarning).
+UNUSED_REPORT_WITHOUT_RUN = (
+    "{option} is ignored without {run}: only the acceptance run writes a report "
+    "(add {run}, or drop {option})"
+)
+UNUSED_REDIS_BINARY_WITHOUT_SERVER = (
+    "{option} is ignored without {redis}=server: only then does the harness start a "
+    "redis-server (add {redis}=server, or drop {option})"
+)
+NOT_SUBSCRIBED_BARRIER_TUNE = (
+    "The stores' invalidations travel on that channel (P1Target.invalidation_channel); the "
+    "harness publishes nothing there itself."
 )

@@ -42,6 +42,7 @@ __all__ = [
     "INI_TIMEOUT",
     "INI_WORKLOAD",
     "MARKERS",
+    "MAX_INSTANCES",
     "OPT_INSTANCES",
     "OPT_LATENCY_BUDGET",
     "OPT_REDIS",
@@ -95,6 +96,9 @@ INI_SCENARIOS = "p1_scenarios"
 DEFAULT_REDIS = "fake"
 DEFAULT_LATENCY_BUDGET = "1ms"
 DEFAULT_INSTANCES = 4
+#: The most instances the cluster checks start: each is a store with a client and a
+#: listener of its own, and every update waits for all of them.
+MAX_INSTANCES = 64
 #: Scenarios ``P1-2.no-stale-reads`` runs at least (the state machine's examples).
 DEFAULT_SCENARIOS = 200
 #: The deadline of an ordinary criterion; the long-running ones get a multiple of it
@@ -253,7 +257,8 @@ def register_options(parser: pytest.Parser) -> None:
         dest=INI_REPORT,
         default=None,
         metavar="PATH",
-        help=f"write the acceptance report as JSON to PATH (with --p1). ini: {INI_REPORT}",
+        help="write the acceptance report as JSON to PATH and, beside it, a self-contained "
+        f"HTML page with charts (PATH with .html; with {OPT_RUN}). ini: {INI_REPORT}",
     )
     group.addoption(
         OPT_LATENCY_BUDGET,
@@ -268,8 +273,8 @@ def register_options(parser: pytest.Parser) -> None:
         dest=INI_INSTANCES,
         default=None,
         metavar="N",
-        help="store instances sharing one Redis in the invalidation checks "
-        f"(default: {DEFAULT_INSTANCES}). ini: {INI_INSTANCES}",
+        help="store instances sharing one Redis in the invalidation checks, 2 to "
+        f"{MAX_INSTANCES} (default: {DEFAULT_INSTANCES}). ini: {INI_INSTANCES}",
     )
 
     group.addoption(
@@ -356,8 +361,10 @@ def _raw(config: pytest.Config, ini: str, expected: str) -> tuple[Any, str, Path
         return value, _OPTION_OF_INI[ini], config.invocation_params.dir
     try:
         value = config.getini(ini)
-    except (ValueError, TypeError) as exc:
-        # pytest's own coercion of a bool/int ini value failed; its text names the value.
+    except (ValueError, TypeError, pytest.UsageError) as exc:
+        # pytest's own coercion of a bool/int ini value failed (pytest >= 9.2 raises
+        # it as a UsageError of its own, naming neither the key nor the valid
+        # values): said with both, and pytest's text, which quotes the value.
         raise pytest.UsageError(
             _redacted(
                 _messages.USAGE_BAD_INI.format(
@@ -464,9 +471,12 @@ def _parse_instances(value: object, source: str) -> int:
         number = value
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         number = int(value)
-    if number is None or number < 2:
-        raise _usage_error(source, _messages.EXPECT_INSTANCES, value)
+    if number is None or not 2 <= number <= MAX_INSTANCES:
+        raise _usage_error(source, _EXPECT_INSTANCES, value)
     return number
+
+
+_EXPECT_INSTANCES = _messages.EXPECT_INSTANCES_BOUNDED.format(most=MAX_INSTANCES)
 
 
 def _parse_workload(value: object, source: str) -> Workload:
@@ -503,7 +513,7 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
     owned, owned_source, _ = _raw(config, INI_REDIS_OWNED, _messages.EXPECT_BOOL)
     report, report_source, report_base = _raw(config, INI_REPORT, _messages.EXPECT_REPORT)
     budget, budget_source, _ = _raw(config, INI_LATENCY_BUDGET, _messages.EXPECT_DURATION)
-    instances, instances_source, _ = _raw(config, INI_INSTANCES, _messages.EXPECT_INSTANCES)
+    instances, instances_source, _ = _raw(config, INI_INSTANCES, _EXPECT_INSTANCES)
     workload, workload_source, _ = _raw(config, INI_WORKLOAD, _messages.EXPECT_WORKLOAD)
     timeout, timeout_source, _ = _raw(config, INI_TIMEOUT, _messages.EXPECT_DURATION)
     scenarios, scenarios_source, _ = _raw(config, INI_SCENARIOS, _messages.EXPECT_SCENARIOS)
@@ -525,7 +535,33 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
     )
     if settings.run and settings.target is None:
         raise pytest.UsageError(_messages.NO_TARGET)
+    _warn_unused(config, settings, report_source, binary_source)
     return settings
+
+
+def _warn_unused(
+    config: pytest.Config, settings: P1Settings, report_source: str, binary_source: str
+) -> None:
+    """Warn about an option given on the command line for a run that does not use it.
+
+    Only command-line values: an ini file may well set ``p1_report`` or
+    ``p1_redis_binary`` for the runs that use them and serve the others too.
+    """
+    unused = []
+    if settings.report is not None and not settings.run and report_source == OPT_REPORT:
+        unused.append(_messages.UNUSED_REPORT_WITHOUT_RUN.format(option=OPT_REPORT, run=OPT_RUN))
+    if (
+        settings.redis_binary is not None
+        and settings.redis_mode != "server"
+        and binary_source == OPT_REDIS_BINARY
+    ):
+        unused.append(
+            _messages.UNUSED_REDIS_BINARY_WITHOUT_SERVER.format(
+                option=OPT_REDIS_BINARY, redis=OPT_REDIS
+            )
+        )
+    for text in unused:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(text), stacklevel=2)
 
 
 def redis_for_report(settings: P1Settings) -> str:

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 _PUBLISHES_KEY = pytest.StashKey[tuple["EventRecorder", list[tuple[str, dict[str, Any]]]]]()
 #: The guard of a ``forbid_v2`` test.
 _FORBID_V2_KEY = pytest.StashKey["V2Guard"]()
-#: ``p1.latency.*`` figures by node id, for pytest-benchmark's JSON.
-_LATENCY_FIGURES_KEY = pytest.StashKey[dict[str, dict[str, object]]]()
-_BENCHMARK_HOOKS_NAME = "quantum_p1.benchmark"
 _Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 _ACCEPTANCE_HOOKS_NAME = "quantum_p1.acceptance"
 
@@ -50,17 +47,16 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash[_options.SETTINGS_KEY] = _options.settings_from_config(config)
     for line in _options.MARKERS:
         config.addinivalue_line("markers", line)
+    if settings.secrets:
+        # An INTERNALERROR prints frame locals too, and its hook gets no config.
+        from pytest_quantum_p1._redis.scrub import InternalErrorMask
+
+        config.pluginmanager.register(InternalErrorMask(settings.secrets), "quantum_p1.mask")
     if settings.run:
         # The acceptance run's hooks exist only in a --p1 run.
         from pytest_quantum_p1._acceptance import AcceptanceHooks
 
         config.pluginmanager.register(AcceptanceHooks(config), _ACCEPTANCE_HOOKS_NAME)
-    if config.pluginmanager.hasplugin("benchmark"):
-        from pytest_quantum_p1._latency import BenchmarkHooks
-
-        figures: dict[str, dict[str, object]] = {}
-        config.stash[_LATENCY_FIGURES_KEY] = figures
-        config.pluginmanager.register(BenchmarkHooks(figures), _BENCHMARK_HOOKS_NAME)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -178,14 +174,34 @@ def p1_latency(request: pytest.FixtureRequest, p1_settings: _options.P1Settings)
     calls=10_000, runner=None)`` returns ``LatencyStats`` (``p50_ns``, ``p90_ns``,
     ``p99_ns``, ``p999_ns``, ``max_ns``, ``mean_ns``, ``timer_ns`` (the timer's own
     cost, in every sample); ``assert_below(budget)``) and records
-    ``p1.latency.<label>.<figure>_ns`` in the test's user properties (and in
-    pytest-benchmark's JSON when it is active). ``await
+    ``p1.latency.<label>.<figure>_ns`` in the test's user properties. With
+    pytest-benchmark active, each measurement is also one of its benchmarks,
+    ``<test name>[<label>]``, one round per call: in ``--benchmark-json``,
+    ``--benchmark-autosave`` and ``--benchmark-compare(-fail)``. ``await
     p1_latency.measure_async(fn, ...)`` inside a running event loop.
     ``p1_latency.default_budget_ns`` is ``--p1-latency-budget``.
     """
-    from pytest_quantum_p1._latency import LatencyRecorder
+    from pytest_quantum_p1._latency import (
+        LatencyRecorder,
+        LatencyStats,
+        benchmark_entries,
+        benchmark_name,
+    )
 
-    return LatencyRecorder(request.node.user_properties, p1_settings.latency_budget_ns)
+    node = request.node
+    entries = benchmark_entries(request.config)
+    if entries is None:
+        return LatencyRecorder(node.user_properties, p1_settings.latency_budget_ns)
+
+    def add_entry(label: str, stats: LatencyStats) -> None:
+        entries.add(
+            name=benchmark_name(node.name, label),
+            fullname=benchmark_name(node.nodeid, label),
+            group=_messages.BENCHMARK_GROUP_LATENCY,
+            stats=stats,
+        )
+
+    return LatencyRecorder(node.user_properties, p1_settings.latency_budget_ns, add_entry)
 
 
 @pytest.fixture(autouse=True)

@@ -33,8 +33,10 @@ __all__ = [
     "CachesForever",
     "CountsInADict",
     "DiesOnGarbage",
+    "DiesOnUnknownMessages",
     "DiesWithItsLink",
     "HangsOnInitialize",
+    "InvalidatesByKeyList",
     "KeepsCacheOnLinkLoss",
     "KeepsItsOldCopy",
     "NeverPublishes",
@@ -329,6 +331,42 @@ class WordsItsOwnMessages(ToyStore):
         except (ValueError, KeyError, TypeError):
             self._flush()  # not one of ours: assume the worst
             return
+        self._drop(str(name))
+
+
+class InvalidatesByKeyList(ToyStore):
+    """Invalidations are JSON lists of storage keys (``["policy:a"]``), as tracking caches send.
+
+    A message that is not such a list flushes everything (assume the worst).
+    """
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await self.redis.set(KEY_PREFIX + name, encode(policy))
+        self._drop(name)
+        await self.redis.publish(CHANNEL, json.dumps([KEY_PREFIX + name]))
+
+    def on_message(self, data: bytes | str) -> None:
+        try:
+            keys = json.loads(data)
+        except ValueError:
+            keys = None
+        if not isinstance(keys, list):
+            self._flush()
+            return
+        for key in keys:
+            if isinstance(key, str) and key.startswith(KEY_PREFIX):
+                self._drop(key.removeprefix(KEY_PREFIX))
+
+
+class DiesOnUnknownMessages(WordsItsOwnMessages):
+    """Correct, but its listener dies on any message not in its own JSON format.
+
+    As cashews' tracking listener does on a message it cannot parse: a harness
+    that published anything of its own on the store's channel would kill it.
+    """
+
+    def on_message(self, data: bytes | str) -> None:
+        name = json.loads(data)["invalidate"]  # anything else raises: the listener dies
         self._drop(str(name))
 
 

@@ -8,8 +8,9 @@ seed's sketch. Every test runs on fakeredis and on a private redis-server.
 The stores are driven through the harness's public
 :class:`~pytest_quantum_p1.PolicyCluster`, two instances on one Redis: storage
 reads are counted by the harness, not by the store, and every wait is
-event-driven (``settle()`` returns once each listener handled a marker
-published after everything else). The seed port is known to be broken; the
+event-driven (``settle()`` returns once each listener processed everything it
+received before a barrier token, sent on a harness-only channel of its own
+connection, came back). The seed port is known to be broken; the
 promises it breaks are ``xfail(strict=True)`` naming the bug, so a change in
 what it breaks shows.
 """

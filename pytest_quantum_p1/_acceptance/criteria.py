@@ -12,9 +12,12 @@ named there), so one option scales the whole run for a slower machine.
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ import pytest
 
 from pytest_quantum_p1 import _messages, _options
 from pytest_quantum_p1._acceptance.deploy import criterion_health
-from pytest_quantum_p1._acceptance.drive import run_within
+from pytest_quantum_p1._acceptance.drive import ProgressLine, run_within
 from pytest_quantum_p1._acceptance.p1_1 import (
     criterion_catalogue,
     criterion_failing_subscriber,
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEADLINE_FACTORS",
     "EVENT_IDS",
+    "HYPOTHESIS_CRITERIA",
     "Criterion",
     "CriterionItem",
     "collect_criteria",
@@ -197,16 +201,62 @@ class CriterionItem(pytest.Function):
         # The names the check makes live in its Redis's namespace (empty on a
         # Redis of the harness's own); the worker runs in a copy of this context.
         source = self.funcargs.get("_p1_redis_source")
-        with using_prefix(getattr(source, "namespace", "")):
-            run_within(
-                super().runtest,
-                seconds,
-                name=self.name,
-                timeout_option=_options.OPT_TIMEOUT,
-                cleanup=close_opened,
-                on_overrun=lambda: _abandon(opened),
-                on_stuck=stuck_in,
-            )
+        progress = ProgressLine(self.config, self.name)
+        started = time.monotonic()
+        with (
+            using_prefix(getattr(source, "namespace", "")),
+            progress.reporting(),
+            _hypothesis_storage_elsewhere(self.name),
+        ):
+            try:
+                run_within(
+                    super().runtest,
+                    seconds,
+                    name=self.name,
+                    timeout_option=_options.OPT_TIMEOUT,
+                    cleanup=close_opened,
+                    on_overrun=lambda: _abandon(opened),
+                    on_stuck=stuck_in,
+                    on_tick=progress.tick,
+                )
+            finally:
+                progress.finish(time.monotonic() - started)
+
+
+#: Criteria that run Hypothesis (it is imported for them if it is not yet).
+HYPOTHESIS_CRITERIA = frozenset({"P1-2.no-stale-reads"})
+
+
+@contextmanager
+def _hypothesis_storage_elsewhere(name: str) -> Iterator[None]:
+    """While a criterion runs, Hypothesis keeps its files in a directory of the run's own.
+
+    Hypothesis writes caches (``unicode_data/``, ``constants/``) under its home
+    directory, ``./.hypothesis`` by default: an acceptance run must leave the
+    user's working directory as it found it. The search keeps no example
+    database (``database=None``), so caches are what it would write. The home
+    directory is put back afterwards, so the user's own Hypothesis tests in the
+    same session keep theirs. Hypothesis is not imported for a criterion that
+    does not use it.
+    """
+    if name not in HYPOTHESIS_CRITERIA and "hypothesis" not in sys.modules:
+        yield
+        return
+    from hypothesis import configuration
+
+    try:
+        found: Any = configuration.storage_directory(intent_to_write=False)
+    except TypeError:  # an older Hypothesis: no intent_to_write, and the Path itself
+        found = configuration.storage_directory()
+    home = getattr(found, "path", found)
+    with tempfile.TemporaryDirectory(
+        prefix="quantum-p1-hypothesis-", ignore_cleanup_errors=True
+    ) as own:
+        configuration.set_hypothesis_home_dir(own)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(home)
 
 
 def _abandon(clusters: Sequence[Any]) -> None:

@@ -28,10 +28,10 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
-from typing import Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import pytest
 
@@ -41,6 +41,8 @@ from pytest_quantum_p1._redis.namespace import WORKER_THREAD_PREFIX, current_pre
 
 __all__ = [
     "DeadlineExceeded",
+    "Progress",
+    "ProgressLine",
     "Site",
     "Stuck",
     "find_stuck",
@@ -51,6 +53,7 @@ __all__ = [
     "raised_by_target",
     "run",
     "run_within",
+    "scenario_progress",
 ]
 
 T = TypeVar("T")
@@ -386,6 +389,7 @@ def run_within(
     cleanup: Callable[[], None] | None = None,
     on_overrun: Callable[[], None] | None = None,
     on_stuck: Callable[[str], None] | None = None,
+    on_tick: Callable[[float], None] | None = None,
 ) -> T:
     """``check()`` in a daemon thread, for at most ``seconds``; then ``cleanup()``, in the same time.
 
@@ -398,7 +402,9 @@ def run_within(
       in two looks in a row becomes a verdict naming that call.
 
     ``on_overrun()`` is called once the worker is abandoned (to let go of what
-    it holds); ``on_stuck(function)`` with the target function named by a verdict.
+    it holds); ``on_stuck(function)`` with the target function named by a verdict;
+    ``on_tick(elapsed_s)`` in the calling thread about every :data:`LOOK_EVERY_S`
+    while the check runs (live progress: see :class:`ProgressLine`).
 
     ``KeyboardInterrupt`` is left alone: it is the user's Ctrl-C.
     """
@@ -430,6 +436,8 @@ def run_within(
         if now >= end:
             break
         worker.join(max(0.0, min(end, next_look) - now))
+        if on_tick is not None and worker.is_alive():
+            on_tick(time.monotonic() - started)
         if worker.is_alive() and time.monotonic() >= next_look:
             state.looks = [*state.looks[-1:], find_stuck(_threads_of(worker, state))]
             state.confirmed = _still_stuck(state.looks) or state.confirmed
@@ -536,3 +544,134 @@ def _harness_gave_up(exc: BaseException, stuck: list[Stuck], timeout_option: str
         _messages.DEADLINE_FIX.format(option=timeout_option),
         _messages.ACCEPTANCE_READ_MORE,
     )
+
+
+# -- live progress of a long criterion ------------------------------------------------
+
+#: A criterion shows progress once it has run this long (most finish well before).
+PROGRESS_AFTER_S = 2.0
+#: Seconds between progress lines when the output is not a terminal (a CI log):
+#: at most one line per this many seconds.
+PROGRESS_LOG_EVERY_S = 5.0
+
+
+class Progress:
+    """What a running criterion has done so far; written by its worker, read by the main thread.
+
+    The worker (or a search it drives) reports with :meth:`scenarios`; the
+    main thread reads :meth:`snapshot` to print it. A lock makes the pair
+    consistent; nothing here blocks for longer than an assignment.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: int | None = None
+        self._planned: int | None = None
+
+    def scenarios(self, done: int, planned: int | None = None) -> None:
+        """Record that ``done`` scenarios (of ``planned``, if known) have finished."""
+        with self._lock:
+            self._done = done
+            if planned is not None:
+                self._planned = planned
+
+    def snapshot(self) -> tuple[int | None, int | None]:
+        """``(done, planned)``: scenarios finished and planned, ``None`` where not reported."""
+        with self._lock:
+            return self._done, self._planned
+
+
+_PROGRESS: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "quantum_p1_progress", default=None
+)
+
+
+def scenario_progress(planned: int) -> Callable[[int], None] | None:
+    """The callback a criterion passes to a long search (``check_no_stale_reads(progress=...)``).
+
+    ``None`` outside an acceptance criterion. Called with the scenarios
+    finished so far, from any thread of the check.
+    """
+    progress = _PROGRESS.get()
+    if progress is None:
+        return None
+    progress.scenarios(0, planned)
+
+    def report(done: int) -> None:
+        progress.scenarios(done)
+
+    return report
+
+
+class ProgressLine:
+    """Live progress of one criterion on the terminal: what runs, scenarios so far, elapsed.
+
+    Printed by the main thread (from ``run_within``'s ``on_tick``) through
+    pytest's terminal reporter, with output capture suspended as pytest's live
+    logging does. Nothing for a check that ends within :data:`PROGRESS_AFTER_S`,
+    under ``-q``, without a terminal reporter, or in an xdist worker (whose
+    output nobody sees). On a terminal the line is rewritten in place every
+    second; otherwise (a CI log) one line per :data:`PROGRESS_LOG_EVERY_S`.
+    """
+
+    def __init__(self, config: pytest.Config, name: str) -> None:
+        self.name = name
+        self.progress = Progress()
+        self._config = config
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        quiet = config.get_verbosity() < 0 or hasattr(config, "workerinput")
+        self._reporter = None if quiet else reporter
+        self._live = bool(getattr(reporter, "isatty", False))
+        self._shown_at: float | None = None
+
+    @contextmanager
+    def reporting(self) -> Iterator[Progress]:
+        """While entered, :func:`scenario_progress` in this context reports to this line."""
+        token = _PROGRESS.set(self.progress)
+        try:
+            yield self.progress
+        finally:
+            _PROGRESS.reset(token)
+
+    def text(self, elapsed_s: float, *, final: bool = False) -> str:
+        """The progress line: ``P1-2.no-stale-reads: 120 of 200 scenarios, 7 s``."""
+        done, planned = self.progress.snapshot()
+        scenarios = ""
+        if done is not None:
+            scenarios = (
+                _messages.PROGRESS_SCENARIOS.format(done=done)
+                if planned is None
+                else _messages.PROGRESS_SCENARIOS_OF.format(done=done, planned=planned)
+            )
+        template = _messages.PROGRESS_DONE if final else _messages.PROGRESS_RUNNING
+        return template.format(name=self.name, scenarios=scenarios, elapsed=elapsed_s)
+
+    def tick(self, elapsed_s: float) -> None:
+        """Show the progress if the check has run long enough and a line is due."""
+        if self._reporter is None or elapsed_s < PROGRESS_AFTER_S:
+            return
+        if (
+            not self._live
+            and self._shown_at is not None
+            and elapsed_s - self._shown_at < PROGRESS_LOG_EVERY_S
+        ):
+            return  # a CI log: one line per PROGRESS_LOG_EVERY_S at most
+        self._write(self.text(elapsed_s), first=self._shown_at is None)
+        self._shown_at = elapsed_s
+
+    def finish(self, elapsed_s: float) -> None:
+        """On a terminal, leave the line saying how long the check took (if it was shown)."""
+        if self._reporter is None or self._shown_at is None or not self._live:
+            return
+        self._write(self.text(elapsed_s, final=True), first=False)
+
+    def _write(self, line: str, *, first: bool) -> None:
+        reporter: Any = self._reporter
+        capture: Any = self._config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+            if first:
+                reporter.ensure_newline()
+            if self._live:
+                reporter.rewrite(line)
+            else:
+                reporter.write_line(line)

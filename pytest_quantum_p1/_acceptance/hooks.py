@@ -108,6 +108,47 @@ def _versions() -> dict[str, str]:
     return found
 
 
+#: Per-call latency samples a criterion carries (its ``series``) that become
+#: pytest-benchmark entries: criterion id -> (series, label of the entry or "").
+BENCHMARKED_SERIES: dict[str, tuple[str, str]] = {
+    "P1-2.cached-read": ("warm_ns", ""),
+    "P1-2.cold-vs-warm": ("cold_ns", "cold"),
+}
+
+
+def _add_benchmark_entries(config: pytest.Config, nodeid: str, record: dict[str, Any]) -> None:
+    """With pytest-benchmark active, a criterion's per-call samples as one of its benchmarks.
+
+    ``P1-2.cached-read`` (and ``P1-2.cold-vs-warm[cold]``) then sit in
+    ``--benchmark-json`` and the saved runs beside the user's benchmarks, so
+    ``pytest-benchmark compare`` and ``--benchmark-compare-fail`` see a
+    regression of the cached read. Only a check that finished (passed or
+    failed) states figures; an error's are no claim.
+    """
+    wanted = BENCHMARKED_SERIES.get(record["id"])
+    if wanted is None or record.get("outcome") not in ("passed", "failed"):
+        return
+    series, label = wanted
+    samples = record.get("series", {}).get(series)
+    if not samples:
+        return
+    from pytest_quantum_p1._latency import LatencyStats, benchmark_entries, benchmark_name
+
+    entries = benchmark_entries(config)
+    if entries is None:
+        return
+    timer_ns = record.get("figures", {}).get("timer_ns", 0.0)
+    entries.add(
+        name=benchmark_name(record["id"], label) if label else record["id"],
+        fullname=benchmark_name(nodeid, label) if label else nodeid,
+        group=_messages.BENCHMARK_GROUP_ACCEPTANCE,
+        stats=LatencyStats.from_samples(
+            samples, timer_ns=timer_ns if isinstance(timer_ns, float | int) else 0.0
+        ),
+        extra_info={"criterion": record["id"], "outcome": record["outcome"]},
+    )
+
+
 class AcceptanceHooks:
     """The hooks (and criterion-only fixtures) of a ``--p1`` run; registered by the plugin."""
 
@@ -212,6 +253,8 @@ class AcceptanceHooks:
         record = getattr(report, "p1_record", None)
         if isinstance(record, dict):
             self.records[record["id"]] = record
+            if report.when == "call":
+                _add_benchmark_entries(self.config, report.nodeid, record)
 
     def _ordered(self) -> list[CriterionRecord]:
         ordered = sorted(self.records.values(), key=lambda data: data["position"])

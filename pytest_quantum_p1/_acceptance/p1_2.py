@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._acceptance.drive import probe_name
+from pytest_quantum_p1._acceptance.drive import probe_name, scenario_progress
 from pytest_quantum_p1._acceptance.record import CriterionRecord
 from pytest_quantum_p1._acceptance.verdict import bullets, fail
 
@@ -457,6 +458,26 @@ def criterion_invalidation(
     cluster = policy_cluster(instances, processes=processes)
     name = probe_name("inv")
     rounds = max(8, 2 * instances)
+
+    def record_measured(updates: int) -> None:
+        # Recorded before any verdict too: a failing run still shows what was measured.
+        stats = cluster.stats()
+        found = cluster.propagation()
+        per_instance_ms = [
+            [p.ms for p in found if p.instance == i and p.ms is not None] for i in range(instances)
+        ]
+        _p1_criterion.figures = {
+            "instances": instances,
+            "updates": updates,
+            "propagation_p50_ms": round(stats.propagation_p50_ms or 0.0, 3),
+            "propagation_p99_ms": round(stats.propagation_p99_ms or 0.0, 3),
+        }
+        # NaN (null in the JSON report): an instance that processed none of the
+        # invalidations; the page marks it.
+        _p1_criterion.series = {
+            "propagation_p99_ms": [percentile(ms, 99) if ms else math.nan for ms in per_instance_ms]
+        }
+
     for k in range(rounds):
         if k:  # warm every instance, so a missed invalidation shows as a stale read
             cluster.read_all(name)
@@ -465,6 +486,7 @@ def criterion_invalidation(
         try:
             cluster.assert_converged(name, value)
         except ClusterTimeout as exc:
+            record_measured(k + 1)
             fail(
                 _messages.P1_2_INVALIDATION_NOT_SETTLED.format(instance=k % instances),
                 str(exc),
@@ -472,28 +494,16 @@ def criterion_invalidation(
                 _messages.ACCEPTANCE_READ_MORE,
             )
         except AssertionError as exc:
+            record_measured(k + 1)
             fail(
                 _messages.P1_2_INVALIDATION_NOT_CONVERGED.format(instance=k % instances),
                 str(exc),
                 *_why_not_converged(cluster, name, value),
                 _messages.ACCEPTANCE_READ_MORE,
             )
+    record_measured(rounds)
     stats = cluster.stats()
-    found = cluster.propagation()
-    per_instance_ms = [
-        [p.ms for p in found if p.instance == i and p.ms is not None] for i in range(instances)
-    ]
-    p50 = stats.propagation_p50_ms or 0.0
     p99 = stats.propagation_p99_ms or 0.0
-    _p1_criterion.figures = {
-        "instances": instances,
-        "updates": rounds,
-        "propagation_p50_ms": round(p50, 3),
-        "propagation_p99_ms": round(p99, 3),
-    }
-    _p1_criterion.series = {
-        "propagation_p99_ms": [percentile(ms, 99) if ms else 0.0 for ms in per_instance_ms]
-    }
     summary = (
         _messages.P1_2_INVALIDATION_SUMMARY_PROCESSES
         if processes
@@ -559,13 +569,11 @@ def _why_not_converged(cluster: PolicyCluster, name: str, value: Mapping[str, An
 
 
 def _other_messages(cluster: PolicyCluster, instance: int, since: float) -> list[str]:
-    """The data of the messages one local instance processed since ``since`` (settle markers left out)."""
+    """The data of the messages one local instance processed since ``since``."""
     return [
         repr(delivery.text[:40])
         for delivery in cluster.observed(instance).deliveries
-        if delivery.received_at >= since
-        and delivery.processed
-        and not delivery.text.startswith("p1-settle-")
+        if delivery.received_at >= since and delivery.processed
     ]
 
 
@@ -1085,6 +1093,7 @@ def criterion_no_stale_reads(
         ),
         # Setting the stores up is a call into the target like any other: --p1-timeout.
         step_timeout=p1_settings.timeout_ns / 1e9,
+        progress=scenario_progress(p1_settings.scenarios),
     )
     _p1_criterion.figures = {
         "scenarios": result.scenarios,

@@ -18,9 +18,16 @@ from pytest_quantum_p1._harness.figures import ClusterStats
 from pytest_quantum_p1._harness.observed import ObservedRedis
 from pytest_quantum_p1._harness.portal import Portal
 from pytest_quantum_p1._harness.process import MemberProcessError
-from pytest_quantum_p1._harness.pubsub import ControlledPubSub, Delivery, Message, as_text
+from pytest_quantum_p1._harness.pubsub import (
+    BarrierBroken,
+    ControlledPubSub,
+    Delivery,
+    Message,
+    as_text,
+)
 
 __all__ = [
+    "BarrierBroken",
     "ClusterStats",
     "ClusterTimeout",
     "ControlledPubSub",

@@ -26,8 +26,9 @@ Convention: every operation that waits comes as ``x()`` for sync code and
 figures (``stats()``, ``storage_reads`` ...) are plain non-blocking calls.
 
 Words: to *settle* is to wait until every instance processed every
-invalidation sent so far (a marker published after them was processed); a
-*subscription* is one ``pubsub()`` an instance's store made.
+invalidation sent so far (proved by a barrier on each instance's own pubsub
+connection: nothing is published on the store's channel); a *subscription* is
+one ``pubsub()`` an instance's store made.
 
 This module imports redis; the plugin imports it only when a fixture needs it.
 """
@@ -38,13 +39,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import difflib
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
-
-import redis.exceptions
 
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._harness.factory import factory_spec, resolve_store_factory
@@ -145,7 +143,7 @@ async def _start(member: Member, timeout: float) -> None:
 
 async def _wait_all_subscribed(members: Sequence[Member], channel: str, timeout: float) -> None:
     # Waiting for Redis's confirmation keeps the harness from blaming a store
-    # for a marker published before its SUBSCRIBE reached the server.
+    # for an invalidation published before its SUBSCRIBE reached the server.
     results = await asyncio.gather(
         *(m.wait_subscribed(channel, timeout) for m in members),
         return_exceptions=True,
@@ -161,7 +159,7 @@ async def _wait_all_subscribed(members: Sequence[Member], channel: str, timeout:
             )
         ]
         lines += [f"  - {member.label}: {member.subscription_state()}" for member in late]
-        lines.append(_messages.NOT_SUBSCRIBED_TUNE)
+        lines.append(_messages.NOT_SUBSCRIBED_BARRIER_TUNE)
         raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
 
 
@@ -218,10 +216,8 @@ class PolicyCluster:
         self._owns_portal = owns_portal
         self._members = list(members)
         self._control: Any = control
-        # In the source's namespace (on a Redis the harness does not own): what
-        # is published names only the harness's own policies.
-        self._marker_prefix = f"{namespace or 'p1-'}settle-{secrets.token_hex(3)}-"
-        self._settles = 0
+        #: The Redis source's namespace: the policy names the harness's own checks use.
+        self.namespace = namespace
         self._updates: list[UpdateRecord] = []
         self._reads = [0] * len(self._members)
         self._closed = False
@@ -346,7 +342,8 @@ class PolicyCluster:
                 if isinstance(factory, str):
                     factory = resolve_store_factory(factory)
                 for index in range(instances):
-                    members.append(LocalMember(index, factory, source.client(), clock))
+                    local = LocalMember(index, factory, source.client(), clock, control=control)
+                    members.append(local)
                 for member in members:  # in order: they share this process's loop
                     await _start(member, timeout)
             cluster = cls(
@@ -590,33 +587,27 @@ class PolicyCluster:
     def settle(self, timeout: float = 5.0) -> float:
         """Return once every instance processed every invalidation sent so far.
 
-        Nothing sleeps: a marker (a valid policy name, ``p1-settle-…``) is
-        published on the channel through the harness's own client, and the call
-        returns when every instance's listener has finished handling it. Redis
-        delivers in order to each subscriber, so everything published earlier
-        was handled before. Returns the seconds it took; raises
+        Nothing sleeps, and nothing is published on the store's channel: each
+        instance's own pubsub connection is also subscribed to a harness-only
+        channel, a token published there comes back after every message
+        published earlier (Redis delivers in order per connection), and the
+        call returns once the store has processed every message it received
+        before the token. A store that replaced its subscription is settled on
+        the new one. Returns the seconds it took; raises
         :class:`ClusterTimeout` naming the instances that did not get there and
-        why (message held, listener stuck, subscription lost ...).
+        where their messages are (held, taken but unfinished, never taken,
+        subscription lost ...).
         """
-        return self.portal.call(self._settle, timeout, timeout=timeout + LOOP_GRACE)
+        return self.portal.call(self._settle, timeout, timeout=timeout + 2 * LOOP_GRACE)
 
     async def settle_async(self, timeout: float = 5.0) -> float:
         """:meth:`settle` for coroutines."""
         return await self.portal.acall(self._settle, timeout)
 
     async def _settle(self, timeout: float) -> float:
-        self._settles += 1
-        marker = f"{self._marker_prefix}{self._settles}"
         started = time.perf_counter()
-        try:
-            receivers = await self._control.publish(self.channel, marker)
-        except redis.exceptions.ConnectionError:
-            # The harness's pooled connection may have died with a restarted
-            # server, which redis-py finds out only by using it. Retried once:
-            # a marker published twice is harmless.
-            receivers = await self._control.publish(self.channel, marker)
         results = await asyncio.gather(
-            *(m.wait_processed(marker, timeout) for m in self._members), return_exceptions=True
+            *(m.settle(timeout) for m in self._members), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, _LATE):
@@ -624,17 +615,15 @@ class PolicyCluster:
         late = [m for m, r in zip(self._members, results, strict=True) if isinstance(r, _LATE)]
         if late:
             lines = [
-                _messages.NOT_SETTLED.format(
+                _messages.NOT_SETTLED_BARRIER.format(
                     timeout=timeout,
                     count=len(late),
                     total=len(self._members),
-                    marker=marker,
                     channel=self.channel,
-                    receivers=receivers,
                 )
             ]
-            lines += [f"  - {m.label}: {m.whereabouts(marker)}" for m in late]
-            lines.append(_messages.NOT_SETTLED_TUNE)
+            lines += [f"  - {m.label}: {m.whereabouts()}" for m in late]
+            lines.append(_messages.NOT_SETTLED_BARRIER_TUNE)
             raise ClusterTimeout("\n".join(lines), instances=[m.index for m in late])
         return time.perf_counter() - started
 
@@ -731,9 +720,12 @@ class PolicyCluster:
     def propagation(self) -> tuple[Propagation, ...]:
         """For each update and instance, the update-to-processed time (see :class:`Propagation`).
 
-        The invalidation matched is the first for that name the instance
-        received after the update started, so call :meth:`settle` first for
-        complete figures. Settle markers are never matched (they name no policy).
+        Matched by position, never by content: the first message the instance
+        received after the update started, whatever it says (the store's own
+        format), so call :meth:`settle` first for complete figures, and make
+        updates one at a time with a settle between: in a burst of overlapping
+        updates, each is matched to the first message received after its own
+        start, which may be an earlier update's.
         """
         return run_soon(self.portal.loop, self._propagation)
 

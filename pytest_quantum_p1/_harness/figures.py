@@ -1,8 +1,12 @@
 """Figures: what a cluster measured itself (updates, propagation times, reads), and their summary.
 
-Propagation is matched from the harness's own records: each update's start
-(:class:`UpdateRecord`) against the deliveries each instance processed
-(:class:`~pytest_quantum_p1._harness.pubsub.Delivery`). Percentiles are the
+Propagation is matched from the harness's own records, by position and never
+by content (a store's messages may be names, JSON, lists of keys ...): each
+update's start (:class:`UpdateRecord`) against the first delivery
+(:class:`~pytest_quantum_p1._harness.pubsub.Delivery`) each instance received
+after it. Updates made one at a time with a settle between are matched
+exactly; in a burst of overlapping updates, an update may be matched to the
+message an earlier one sent (attribution is positional). Percentiles are the
 harness's one definition, :func:`pytest_quantum_p1._units.percentile`
 (nearest rank: every figure reported was observed).
 """
@@ -40,8 +44,8 @@ class Propagation:
     source: int
     instance: int
     #: From the start of the update call until the instance finished handling
-    #: the first invalidation for ``name`` it received after that start;
-    #: ``None`` when it never did.
+    #: the first message it received after that start (whatever it says);
+    #: ``None`` when it received none or has not finished it.
     ms: float | None
 
 
@@ -75,47 +79,32 @@ class ClusterStats:
         return None if total == 0 else 1.0 - self.total_storage_reads / total
 
 
-class _ProcessedIndex:
-    """Per message text: the earliest processing time among messages received after t.
+class _ArrivalIndex:
+    """One instance's deliveries in arrival order: the first received at or after t, by bisection.
 
     Built once per :func:`propagations` call, so figures over long runs cost
     O((updates + messages) log messages), not their product.
     """
 
     def __init__(self, log: Sequence[Delivery]) -> None:
-        grouped: dict[str, list[tuple[float, float]]] = {}
-        for delivery in log:
-            if delivery.processed_at is not None:
-                grouped.setdefault(delivery.text, []).append(
-                    (delivery.received_at, delivery.processed_at)
-                )
-        self._received: dict[str, list[float]] = {}
-        self._earliest_from: dict[str, list[float]] = {}
-        for text, pairs in grouped.items():
-            pairs.sort()
-            earliest = [pair[1] for pair in pairs]
-            for i in range(len(earliest) - 2, -1, -1):
-                earliest[i] = min(earliest[i], earliest[i + 1])
-            self._received[text] = [pair[0] for pair in pairs]
-            self._earliest_from[text] = earliest
+        self._log = sorted(log, key=lambda d: d.received_at)
+        self._received = [d.received_at for d in self._log]
 
-    def first_processed_after(self, text: str, since: float) -> float | None:
-        received = self._received.get(text)
-        if received is None:
-            return None
-        i = bisect.bisect_left(received, since)
-        return self._earliest_from[text][i] if i < len(received) else None
+    def first_processed_after(self, since: float) -> float | None:
+        """When the first delivery received at or after ``since`` was processed (``None``: not)."""
+        i = bisect.bisect_left(self._received, since)
+        return self._log[i].processed_at if i < len(self._log) else None
 
 
 def propagations(
     updates: Sequence[UpdateRecord], deliveries: Sequence[tuple[int, Sequence[Delivery]]]
 ) -> tuple[Propagation, ...]:
-    """For each update and instance (``(index, its processed deliveries)``), the propagation."""
-    indexes = [(instance, _ProcessedIndex(log)) for instance, log in deliveries]
+    """For each update and instance (``(index, its deliveries)``), the propagation (positional)."""
+    indexes = [(instance, _ArrivalIndex(log)) for instance, log in deliveries]
     found: list[Propagation] = []
     for update in updates:
         for instance, index in indexes:
-            done = index.first_processed_after(update.name, update.started_at)
+            done = index.first_processed_after(update.started_at)
             ms = None if done is None else (done - update.started_at) * 1000
             found.append(Propagation(update.seq, update.name, update.instance, instance, ms))
     return tuple(found)

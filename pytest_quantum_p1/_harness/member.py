@@ -9,21 +9,31 @@ instance (:mod:`pytest_quantum_p1._harness.process`).
 
 Words: a *subscription* is one ``pubsub()`` the store made, with what it
 subscribed to; it is *live* while Redis confirmed it covers the channel and its
-connection holds.
+connection holds. To *settle* an instance is to wait until its store processed
+every invalidation sent before the wait began: a member that observes at the
+client (this one) proves it with a barrier on the store's own pubsub connection
+(:meth:`~pytest_quantum_p1._harness.pubsub.ControlledPubSub.settle_async`); one
+that observes at the wire can only prove the messages were forwarded. Either
+way nothing is published on the store's channel, and convergence is judged by
+what the instances serve.
 
 This module imports redis (through the observed client).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import redis.exceptions
+
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._harness.observed import ObservedRedis
-from pytest_quantum_p1._harness.pubsub import Delivery
+from pytest_quantum_p1._harness.pubsub import BarrierBroken, ControlledPubSub, Delivery
 from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
 
 if TYPE_CHECKING:
@@ -50,10 +60,10 @@ class Member(Protocol):
     async def get_policy(self, name: str) -> Mapping[str, Any]: ...
     async def update_policy(self, name: str, policy: Mapping[str, Any]) -> tuple[float, float]: ...
     async def wait_subscribed(self, channel: str, timeout: float) -> None: ...
-    async def wait_processed(self, data: str, timeout: float) -> Delivery: ...
+    async def settle(self, timeout: float) -> None: ...
     async def wait_resubscribed(self, after: int, channel: str, timeout: float) -> float: ...
     async def wait_subscription_lost(self, channel: str, timeout: float) -> float: ...
-    def whereabouts(self, data: str) -> str: ...
+    def whereabouts(self) -> str: ...
     def subscription_state(self) -> str: ...
     def deliveries(self) -> tuple[Delivery, ...]: ...
     def storage_reads(self) -> int: ...
@@ -62,11 +72,26 @@ class Member(Protocol):
 
 
 class LocalMember:
-    """A store on the current loop, talking to Redis through an ObservedRedis."""
+    """A store on the current loop, talking to Redis through an ObservedRedis.
 
-    def __init__(self, index: int, factory: StoreFactory, client: Redis, clock: Clock) -> None:
+    ``control`` is the harness's own client (never the store's), through which
+    settling publishes its barrier tokens; ``owns_control``: closed with the member.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        factory: StoreFactory,
+        client: Redis,
+        clock: Clock,
+        *,
+        control: Redis,
+        owns_control: bool = False,
+    ) -> None:
         self.index = index
         self.label = f"instance {index}"
+        self._control = control
+        self._owns_control = owns_control
         self.observed = ObservedRedis(client, label=self.label)
         # The store is handed the proxy where it expects a client: it only
         # uses the client's interface, which the proxy forwards.
@@ -90,8 +115,45 @@ class LocalMember:
     async def wait_subscribed(self, channel: str, timeout: float) -> None:
         await self.observed.wait_subscribed_async(channel, timeout)
 
-    async def wait_processed(self, data: str, timeout: float) -> Delivery:
-        return await self.observed.wait_processed_async(data, timeout)
+    async def _publish(self, channel: str, token: str) -> None:
+        try:
+            await self._control.publish(channel, token)
+        except redis.exceptions.ConnectionError:
+            # The harness's pooled connection may have died with a restarted
+            # server, which redis-py finds out only by using it. Retried once:
+            # a token published twice is harmless.
+            await self._control.publish(channel, token)
+
+    def _settleable(self) -> ControlledPubSub | None:
+        current = self.observed.current_pubsub
+        if current is None or not current.started or current.closed or current.disconnected:
+            return None
+        return current
+
+    async def settle(self, timeout: float) -> None:
+        """Wait until the store processed every invalidation sent before this call.
+
+        On its current subscription (a store that replaced its pubsub is
+        settled on the new one: what the old one had not handed out is lost).
+        Raises :class:`TimeoutError` with :meth:`whereabouts`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        signal = self.observed.signal
+        try:
+            while True:
+                current = await signal.wait_until(
+                    self._settleable, max(deadline - loop.time(), 0.0)
+                )
+                with contextlib.suppress(BarrierBroken):
+                    await current.settle_async(self._publish, max(deadline - loop.time(), 0.0))
+                    return
+        except TimeoutError:
+            raise TimeoutError(
+                _messages.MEMBER_NOT_SETTLED.format(
+                    label=self.label, timeout=timeout, where=self.whereabouts()
+                )
+            ) from None
 
     def _live(self, channel: str) -> bool:
         current = self.observed.current_pubsub
@@ -134,23 +196,32 @@ class LocalMember:
                 )
             ) from None
 
-    def whereabouts(self, data: str) -> str:
-        """Where the message with this data is, in words: why a wait for it failed."""
+    def whereabouts(self) -> str:
+        """Where the messages the last settle waited for are, in words: why it failed.
+
+        Position-based: what arrived before the barrier and is not processed
+        (held, waiting, taken and unfinished), never what the messages say.
+        """
         current = self.observed.current_pubsub
         if current is None:
             return _messages.WHERE_NO_PUBSUB
-        status = current.status_of(data)
         if current.closed:
             return _messages.WHERE_CLOSED.format(label=current.label)
         if current.disconnected:
             return _messages.WHERE_LOST.format(label=current.label)
-        if status == "held":
-            return _messages.WHERE_HELD.format(count=len(current.pending))
-        if status == "handed out":
-            return _messages.WHERE_NOT_FINISHED
-        if status == "waiting":
-            return _messages.WHERE_NOT_TAKEN
-        return _messages.WHERE_NEVER_RECEIVED.format(channels=sorted(current.confirmed_channels))
+        position = current.last_barrier
+        if position is None:
+            return _messages.WHERE_BARRIER_NOT_BACK.format(
+                channels=sorted(current.confirmed_channels)
+            )
+        held, waiting, in_progress = current.backlog(position)
+        if held:
+            return _messages.WHERE_BACKLOG_HELD.format(count=held)
+        if in_progress is not None:
+            return _messages.WHERE_BACKLOG_NOT_FINISHED.format(data=in_progress.text[:40])
+        if waiting:
+            return _messages.WHERE_BACKLOG_NOT_TAKEN.format(count=waiting)
+        return _messages.WHERE_BACKLOG_DONE
 
     def subscription_state(self) -> str:
         """The store's latest subscription, in words: why a wait for it failed."""
@@ -181,3 +252,5 @@ class LocalMember:
             # Whatever the store left open: pumps would outlive the loop otherwise.
             await self.observed.close_pubsubs()
             await self.observed.aclose()
+            if self._owns_control:
+                await self._control.aclose()

@@ -13,7 +13,7 @@ imports the factory itself.
 
 The parent side, :class:`ProcessMember`, is the cluster's
 :class:`~pytest_quantum_p1._harness.member.Member` for such a child. Commands
-(read, update, wait for a processed message ...) go down a pipe and their
+(read, update, settle ...) go down a pipe and their
 replies come back on it; the parent reads its end with
 ``loop.add_reader``, so nothing polls. Every reply also carries what the harness
 measures in the child: the storage-read count, the number of ``pubsub()`` calls
@@ -190,8 +190,15 @@ class _Child:
         loop = asyncio.get_running_loop()
         try:
             factory = resolve_store_factory(self.config.spec)
-            client = RedisSource.external(self.config.address).client()
-            self.member = LocalMember(self.config.index, factory, client, self.clock)
+            source = RedisSource.external(self.config.address)
+            self.member = LocalMember(
+                self.config.index,
+                factory,
+                source.client(),
+                self.clock,
+                control=source.client(),
+                owns_control=True,
+            )
         except BaseException as exc:
             self.send(("fatal", _format(exc)))
             return
@@ -247,8 +254,8 @@ class _Child:
             return await member.start()
         if op == "wait_subscribed":
             return await member.wait_subscribed(*args)
-        if op == "wait_processed":
-            return self._wire(await member.wait_processed(*args))
+        if op == "settle":
+            return await member.settle(*args)
         if op == "wait_resubscribed":
             return await member.wait_resubscribed(*args) + mono
         if op == "wait_subscription_lost":
@@ -260,8 +267,8 @@ class _Child:
 
     def _detail(self, op: str, args: tuple[Any, ...]) -> str:
         assert self.member is not None
-        if op == "wait_processed":
-            return self.member.whereabouts(args[0])
+        if op == "settle":
+            return self.member.whereabouts()
         return self.member.subscription_state()
 
     def _wire(self, delivery: Delivery) -> _WireDelivery:
@@ -522,10 +529,9 @@ class ProcessMember:
         """Wait until Redis confirmed the child's subscription to ``channel``."""
         await self._request("wait_subscribed", (channel, timeout), deadline=timeout + LOOP_GRACE)
 
-    async def wait_processed(self, data: str, timeout: float) -> Delivery:
-        """Wait until the child's store processed a message with this data."""
-        wire = await self._request("wait_processed", (data, timeout), deadline=timeout + LOOP_GRACE)
-        return _from_wire(self.label, wire, self._offset)
+    async def settle(self, timeout: float) -> None:
+        """Wait until the child's store processed every invalidation sent before this call."""
+        await self._request("settle", (timeout,), deadline=timeout + LOOP_GRACE)
 
     async def wait_resubscribed(self, after: int, channel: str, timeout: float) -> float:
         """See :meth:`PolicyCluster.wait_resubscribed`; returns the moment, in this process's time."""
@@ -541,11 +547,11 @@ class ProcessMember:
         )
         return moment - self._offset
 
-    def whereabouts(self, data: str) -> str:
-        """Why the last wait for a processed message failed, as the child saw it."""
+    def whereabouts(self) -> str:
+        """Why the last settle failed, as the child saw it."""
         if self._failure is not None:
             return str(self._failure)
-        return self._details.get("wait_processed", _messages.PROCESS_NO_ANSWER)
+        return self._details.get("settle", _messages.PROCESS_NO_ANSWER)
 
     def subscription_state(self) -> str:
         """The child's subscription, as it reported on the last failed wait."""

@@ -6,7 +6,10 @@ harness sees every invalidation message the store takes (a :class:`Delivery`
 each, processed once the store comes back for the next), and can hold, deliver,
 drop, duplicate or inject messages, and cut the connection. Nothing is asked of
 the store beyond reading with ``get_message()``/``listen()``/``run()`` and
-handling one message before asking for the next.
+handling one message before asking for the next. The harness never publishes
+on the store's channel: it settles with a barrier on a channel of its own on
+the same connection (see :meth:`ControlledPubSub.barrier_async`), so any
+message format works.
 
 Threading: a pubsub belongs to the event loop it was created on (the store's).
 The controller-side methods are safe to call from any thread: the non-blocking
@@ -28,6 +31,8 @@ import asyncio
 import contextlib
 import fnmatch
 import inspect
+import itertools
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -51,13 +56,24 @@ if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
 
 __all__ = [
+    "BarrierBroken",
     "ControlledPubSub",
     "Delivery",
     "DeliveryKind",
     "Message",
     "ProcessedScan",
+    "Publish",
     "as_text",
 ]
+
+#: How the harness publishes a barrier token: ``await publish(channel, token)``
+#: through a client of its own (never the store's).
+Publish = Callable[[str, str], Awaitable[Any]]
+
+#: This run's share of the harness-only barrier channels' names
+#: (``p1:barrier:<run token>:<n>``, one per pubsub): no store listens there.
+_BARRIER_RUN = secrets.token_hex(4)
+_barrier_numbers = itertools.count(1)
 
 #: A pub/sub message as ``redis.asyncio`` returns it: ``type``, ``pattern``,
 #: ``channel``, ``data``.
@@ -114,6 +130,17 @@ class _Entry:
     message: Message
     received_at: float
     kind: DeliveryKind = "message"
+    #: Arrival order of data messages (received or injected) on this pubsub; a
+    #: duplicate keeps its original's. ``-1`` for confirmations.
+    seq: int = -1
+
+
+class BarrierBroken(ConnectionError):
+    """The subscription closed or lost its connection while a barrier waited on it.
+
+    Whatever it had not handed out is lost with it: wait on the store's next
+    subscription instead.
+    """
 
 
 class ProcessedScan:
@@ -193,6 +220,11 @@ class ControlledPubSub:
     Every data message handed out is logged as a :class:`Delivery`; it counts as
     processed when the store comes back for the next message.
 
+    :meth:`barrier_async` and :meth:`settle_async` tell how far the store got
+    without a word on its channel: a token on a harness-only channel of the same
+    connection comes back after everything published before it, and positions
+    (arrival order), never contents, say what the store processed.
+
     For subclasses: :meth:`before_subscribe` is awaited before every
     subscription is sent, and :attr:`signal` is the signal to notify when their
     own state changes; everything else they need is public.
@@ -231,6 +263,20 @@ class ControlledPubSub:
         self._closed = False
         self._real_closing: asyncio.Task[None] | None = None
         self._subscribed_at_cut = False
+        #: The position the latest :meth:`settle_async` waited for (``None``
+        #: while its barrier is out or never came back): for diagnostics.
+        self.last_barrier: int | None = None
+        # Data messages received or injected so far: the next one's ``seq``.
+        self._arrivals = 0
+        self._current_seq = -1
+        # The harness-only channel of barrier(), subscribed on the real pubsub
+        # the first time a barrier is asked for; nothing on it reaches the store.
+        self._barrier_channel = f"p1:barrier:{_BARRIER_RUN}:{next(_barrier_numbers)}"
+        self._barrier_confirmed = False
+        self._barrier_subscribing: asyncio.Task[None] | None = None
+        self._barrier_tokens = itertools.count(1)
+        #: Per token that came back: how many data messages had arrived before it.
+        self._barrier_seen: dict[str, int] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name == "_real":
@@ -276,7 +322,23 @@ class ControlledPubSub:
         """
         if self._disconnected:
             return self._subscribed_at_cut
-        return bool(self._real.subscribed)
+        return self._store_subscribed()
+
+    @property
+    def channels(self) -> dict[Any, Any]:
+        """As ``PubSub.channels``: the store's own (the harness's barrier channel left out)."""
+        barrier = self._barrier_channel
+        return {k: v for k, v in self._real.channels.items() if as_text(k) != barrier}
+
+    def _store_subscribed(self) -> bool:
+        # The store's own subscriptions: the harness's barrier channel is not one.
+        real = self._real
+        channels = getattr(real, "channels", None)
+        if channels is None:
+            return bool(real.subscribed)
+        barrier = self._barrier_channel
+        own = any(as_text(c) != barrier for c in channels)
+        return bool(own or real.patterns or getattr(real, "shard_channels", None))
 
     async def subscribe(self, *args: Any, **kwargs: Any) -> None:
         """Subscribe to channels, as ``PubSub.subscribe``."""
@@ -357,7 +419,7 @@ class ControlledPubSub:
                 raise redis.exceptions.ConnectionError(
                     _messages.PUBSUB_DISCONNECTED.format(label=self.label)
                 )
-            if not self._real.subscribed and not self._ready and not self._held:
+            if not self._store_subscribed() and not self._ready and not self._held:
                 if self._pump_error is not None:
                     raise self._pump_error
                 return
@@ -441,6 +503,7 @@ class ControlledPubSub:
         )
         self._log.append(delivery)
         self._current = delivery
+        self._current_seq = entry.seq
         self._signal.notify()
         handler = self._handler_for(message)
         if handler is None:
@@ -481,6 +544,9 @@ class ControlledPubSub:
     def _accept(self, message: Message) -> None:
         kind = message["type"]
         channel = as_text(message.get("channel"))
+        if channel == self._barrier_channel:
+            self._accept_barrier(kind, message)
+            return
         if kind in ("subscribe", "ssubscribe"):
             self._confirmed.add(channel)
         elif kind == "psubscribe":
@@ -492,9 +558,21 @@ class ControlledPubSub:
         entry = _Entry(message, time.perf_counter())
         if kind in _DATA_TYPES:
             self._received += 1
+            entry.seq = self._arrivals
+            self._arrivals += 1
             (self._held if self._holding else self._ready).append(entry)
         else:
             self._ready.append(entry)
+        self._signal.notify()
+
+    def _accept_barrier(self, kind: str, message: Message) -> None:
+        # The harness's own traffic: swallowed, never shown to the store.
+        if kind == "subscribe":
+            self._barrier_confirmed = True
+        elif kind == "unsubscribe":  # the store unsubscribed from everything
+            self._barrier_confirmed = False
+        elif kind in _DATA_TYPES:  # a matching pattern may bring it twice
+            self._barrier_seen.setdefault(as_text(message.get("data")), self._arrivals)
         self._signal.notify()
 
     async def _stop_pump(self) -> None:
@@ -555,6 +633,7 @@ class ControlledPubSub:
     def _all_confirmed(self) -> bool:
         real = self._real
         channels = {as_text(c) for c in getattr(real, "channels", {})}
+        channels.discard(self._barrier_channel)
         channels |= {as_text(c) for c in getattr(real, "shard_channels", {})}
         patterns = {as_text(p) for p in getattr(real, "patterns", {})}
         return channels <= self._confirmed and patterns <= self._confirmed_patterns
@@ -675,7 +754,9 @@ class ControlledPubSub:
         taken = self._take(n, "duplicate" if copy else "deliver")
         for entry in taken:
             self._ready.append(
-                _Entry(dict(entry.message), entry.received_at, "duplicate") if copy else entry
+                _Entry(dict(entry.message), entry.received_at, "duplicate", entry.seq)
+                if copy
+                else entry
             )
         if copy:
             self._held.extendleft(reversed(taken))
@@ -715,7 +796,8 @@ class ControlledPubSub:
         if isinstance(data, bytes) and isinstance(name, str):
             name = name.encode()
         message: Message = {"type": "message", "pattern": None, "channel": name, "data": data}
-        self._ready.append(_Entry(message, time.perf_counter(), "injected"))
+        self._ready.append(_Entry(message, time.perf_counter(), "injected", self._arrivals))
+        self._arrivals += 1
         self._signal.notify()
         return dict(message)
 
@@ -844,3 +926,130 @@ class ControlledPubSub:
                     label=self.label, channel=channel, timeout=timeout
                 )
             ) from None
+
+    # -- the barrier: how far the store got, without a word on its channel ----
+
+    @property
+    def started(self) -> bool:
+        """Whether the store subscribed at least once (the pump reads the connection)."""
+        return self._pump is not None
+
+    @property
+    def held_count(self) -> int:
+        """How many data messages are held (see :meth:`hold`)."""
+        return len(self._held)
+
+    @property
+    def barrier_channel(self) -> str:
+        """The harness-only channel :meth:`barrier` publishes on (the store never sees it)."""
+        return self._barrier_channel
+
+    def _broken(self) -> bool:
+        return self._disconnected or self._closed or self._pump_error is not None
+
+    def barrier(self, publish: Publish, timeout: float = 5.0) -> int:
+        """Block until everything published before this call reached this pubsub; see :meth:`barrier_async`."""
+        return block_on(self.loop, self._barrier, publish, timeout, timeout=timeout + LOOP_GRACE)
+
+    async def barrier_async(self, publish: Publish, timeout: float = 5.0) -> int:
+        """Wait until every message published before this call reached this pubsub.
+
+        The real pubsub connection is also subscribed (once, lazily) to a
+        harness-only channel, :attr:`barrier_channel`, whose confirmation and
+        messages the store never sees; a token is published there with
+        ``publish`` (a client of the harness's own) and awaited. Redis delivers
+        in order per connection, so every message published on the store's
+        channel before the token has then been read from Redis: handed to the
+        store, waiting for it, or held. Returns the *position* reached: how
+        many data messages (received or injected) arrived before the token, for
+        :meth:`processed_through`. Nothing is published on the store's channel.
+
+        Raises :class:`BarrierBroken` if the subscription closes or loses its
+        connection meanwhile (or already had), :class:`RuntimeError` before the
+        store's first subscription, and :class:`TimeoutError` if the token does
+        not come back within ``timeout``.
+        """
+        return await await_on(self.loop, self._barrier, publish, timeout)
+
+    async def _barrier(self, publish: Publish, timeout: float) -> int:
+        if self._pump is None:
+            raise RuntimeError(_messages.PUBSUB_NOT_CONNECTED)
+        async with asyncio.timeout(timeout):
+            while not self._barrier_confirmed:
+                if self._broken():
+                    raise BarrierBroken(self.label)
+                if self._barrier_subscribing is None or self._barrier_subscribing.done():
+                    self._barrier_subscribing = self.loop.create_task(
+                        self._real.subscribe(self._barrier_channel),
+                        name=f"{self.label} barrier",
+                    )
+                # Subscribed before publishing: a token sent ahead of the
+                # SUBSCRIBE would be lost. Each task is retrieved (no warnings).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._barrier_subscribing)
+                await self._signal.wait_until(
+                    lambda: True if self._barrier_confirmed or self._broken() else None, None
+                )
+            token = f"{next(self._barrier_tokens)}"
+            if self._broken():
+                raise BarrierBroken(self.label)
+            await publish(self._barrier_channel, token)
+            await self._signal.wait_until(
+                lambda: True if token in self._barrier_seen or self._broken() else None, None
+            )
+        if token not in self._barrier_seen:
+            raise BarrierBroken(self.label)
+        return self._barrier_seen.pop(token)
+
+    def processed_through(self, position: int) -> bool:
+        """Whether the store processed every data message that arrived before ``position``.
+
+        Positions are arrival order (see :meth:`barrier_async`); a message
+        dropped or lost to a cut connection no longer counts. Never content-based.
+        """
+        return run_soon(self.loop, self._processed_through, position)
+
+    def _processed_through(self, position: int) -> bool:
+        if self._current is not None and self._current_seq < position:
+            return False
+        queued = (*self._held, *self._ready)
+        return not any(0 <= e.seq < position for e in queued)
+
+    def backlog(self, position: int) -> tuple[int, int, Delivery | None]:
+        """What arrived before ``position`` and is not processed: held, waiting, in progress.
+
+        ``waiting``: released to the store, not taken; ``in progress``: the
+        delivery it took last and has not finished (before ``position``).
+        """
+        return run_soon(self.loop, self._backlog, position)
+
+    def _backlog(self, position: int) -> tuple[int, int, Delivery | None]:
+        held = sum(1 for e in self._held if 0 <= e.seq < position)
+        waiting = sum(1 for e in self._ready if 0 <= e.seq < position)
+        current = self._current if self._current_seq < position else None
+        return held, waiting, current
+
+    async def settle_async(self, publish: Publish, timeout: float = 5.0) -> int:
+        """:meth:`barrier_async`, then wait until the store processed everything before it.
+
+        Returns the position. Raises :class:`BarrierBroken` (the subscription
+        went away: its unhandled messages are lost with it) or
+        :class:`TimeoutError` (see :meth:`backlog` for where the messages are).
+        """
+        return await await_on(self.loop, self._settle, publish, timeout)
+
+    async def _settle(self, publish: Publish, timeout: float) -> int:
+        deadline = self.loop.time() + timeout
+        self.last_barrier = None
+        position = await self._barrier(publish, timeout)
+        self.last_barrier = position
+
+        def check() -> bool | None:
+            if self._processed_through(position):
+                return True
+            return True if self._broken() else None
+
+        await self._signal.wait_until(check, max(deadline - self.loop.time(), 0.0))
+        if not self._processed_through(position):
+            raise BarrierBroken(self.label)
+        return position

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["MASK", "scrub", "scrub_report"]
+import pytest
+
+__all__ = ["MASK", "InternalErrorMask", "scrub", "scrub_report"]
 
 MASK: Final = "***"
 #: Nesting followed at most: report objects are a few levels deep.
@@ -99,3 +101,15 @@ def _attributes(value: Any) -> list[str]:
         slots = cls.__dict__.get("__slots__", ())
         names += [slots] if isinstance(slots, str) else list(slots)
     return [name for name in names if not name.startswith("__")]
+
+
+class InternalErrorMask:
+    """A plugin object masking the secrets in an INTERNALERROR before the terminal prints it."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self.secrets = tuple(secrets)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_internalerror(self, excrepr: object, excinfo: object) -> None:
+        """Mask the secrets in ``excrepr`` in place; the terminal reporter prints it next."""
+        scrub(excrepr, self.secrets)

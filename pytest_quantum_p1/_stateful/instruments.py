@@ -127,20 +127,6 @@ class MachinePubSub(ControlledPubSub):
         """The held messages' data as text, oldest first."""
         return list(self.pending_texts)
 
-    def strip_markers(self, prefix: str) -> None:
-        """Drop the harness's markers at the head of the held queue."""
-        count = 0
-        for text in self.pending_texts:
-            if not text.startswith(prefix):
-                break
-            count += 1
-        if count:
-            self.drop(count)
-
-    def real_held(self, prefix: str) -> int:
-        """How many held messages are not the harness's markers."""
-        return sum(1 for text in self.held_texts() if not text.startswith(prefix))
-
 
 class MachineRedis(ObservedRedis):
     """An ObservedRedis whose pubsubs hold every message from the start.

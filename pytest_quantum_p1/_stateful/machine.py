@@ -83,7 +83,6 @@ import contextlib
 import functools
 import logging
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -103,6 +102,7 @@ from hypothesis.stateful import (
 
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._clock import VirtualClock
+from pytest_quantum_p1._harness import BarrierBroken
 from pytest_quantum_p1._redis.namespace import is_retired
 from pytest_quantum_p1._redis.source import RedisSource
 from pytest_quantum_p1._stateful.instruments import CommandHold, FetchHold, MachineRedis
@@ -359,7 +359,7 @@ class InvalidationMachine(RuleBasedStateMachine):
       ``redis.asyncio`` client, called on the machine's loop; or ``redis_url``;
       default: a fresh fakeredis server per example;
     - ``disabled_rules``: rule names (``RULES``) to leave out, to focus a search;
-    - ``name_prefix``: put before every policy name (and marker) the stores are
+    - ``name_prefix``: put before every policy name the stores are
       given, e.g. a namespace on a Redis shared with other data; the steps show
       the names without it;
     - ``settle_timeout``: real seconds a store may take to become idle again after one step;
@@ -429,8 +429,6 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._stats = cls.stats
         self._stats.examples += 1
         self._names = cls.name_prefix
-        self._marker_prefix = f"{cls.name_prefix or 'p1-'}quiesce-{secrets.token_hex(3)}-"
-        self._markers = 0
         self._model = Model(self.ttl_s)
         self._insts: list[Instance] = []
         self._control: Any = None
@@ -620,31 +618,35 @@ class InvalidationMachine(RuleBasedStateMachine):
     ) -> None:
         """Return once every published message is queued and every store is idle.
 
-        ``timeout`` bounds each wait (default ``settle_timeout``).
+        After a write, a barrier on each instance's own pubsub connection (a
+        token on a harness-only channel, never the store's: see
+        :meth:`~pytest_quantum_p1._harness.ControlledPubSub.barrier_async`) proves
+        that everything the write published has reached the instance, where it
+        is held. ``timeout`` bounds each wait (default ``settle_timeout``).
         """
         hint = "" if timeout is None else _messages.MACHINE_RECONNECT_HINT
         timeout = type(self).settle_timeout if timeout is None else timeout
         if write is not None:
-            self._markers += 1
-            marker = f"{self._marker_prefix}{self._markers}"
-            await self._control.publish(type(self).channel, marker)
-            # One at a time: once held, a marker stays held, so no wait undoes another.
-            for inst in self._insts:
-                await self._wait_marker(inst, marker, step, timeout)
+            # Side by side: a held message stays held, so no wait undoes another,
+            # and the outcome (everything held) does not depend on their order.
+            await asyncio.gather(*(self._barrier(inst, step, timeout) for inst in self._insts))
         await self._wait_all_idle(step, timeout, hint)
         self._absorb(write)
         self._collect_deaths()
 
-    async def _wait_marker(self, inst: Instance, marker: str, step: str, timeout: float) -> None:
-        # Redis delivers in order to each subscriber: once the marker is held,
-        # everything published before it is held too.
+    async def _publish_barrier(self, channel: str, token: str) -> None:
+        await self._control.publish(channel, token)
+
+    async def _barrier(self, inst: Instance, step: str, timeout: float) -> None:
+        # Redis delivers in order per connection: once the token is back,
+        # everything published before it is held.
         ps = inst.observed.machine_pubsub
         if ps is None or not ps.live or not ps.listens_to(type(self).channel):
             return
         try:
-            await inst.observed.signal.wait_until(
-                lambda: True if marker in ps.held_texts() or not ps.live else None, timeout
-            )
+            await ps.barrier_async(self._publish_barrier, timeout)
+        except BarrierBroken:
+            return  # the link went: what it held is lost with it, as a cut link loses it
         except TimeoutError:
             self._note_failure()
             raise InvalidationError(
@@ -694,7 +696,7 @@ class InvalidationMachine(RuleBasedStateMachine):
                 inst.pubsub = ps
             if ps is None:
                 continue
-            real = ps.real_held(self._marker_prefix)
+            real = ps.held_count
             if real < len(inst.queue):
                 raise RuntimeError(
                     _messages.MACHINE_MIRROR_BUG.format(
@@ -748,7 +750,6 @@ class InvalidationMachine(RuleBasedStateMachine):
         ps = inst.pubsub
         if ps is None or not inst.queue or not ps.live:
             return False
-        ps.strip_markers(self._marker_prefix)
         head = inst.queue[0]
         fate = head.fate(inst.index)
         if action != "drop":
@@ -888,7 +889,7 @@ class InvalidationMachine(RuleBasedStateMachine):
             if stop():
                 return True
             ps = inst.observed.machine_pubsub
-            held = ps.real_held(self._marker_prefix) if ps is not None and ps.live else 0
+            held = ps.held_count if ps is not None and ps.live else 0
             return True if held > len(inst.queue) else None
 
         await signal.wait_until(holds_more, None)

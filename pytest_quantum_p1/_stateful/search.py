@@ -126,6 +126,7 @@ def check_no_stale_reads(
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
     parallel: bool = True,
     name_prefix: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> NoStaleReadsResult:
     """Run at least ``scenarios`` scenarios of the machine against ``store_factory``.
 
@@ -145,6 +146,8 @@ def check_no_stale_reads(
     is the most steps per scenario. ``name_prefix`` goes before every policy
     name the stores are given (default: the namespace in force,
     :func:`~pytest_quantum_p1._redis.namespace.current_prefix`).
+    ``progress(scenarios)``, if given, is called with the scenarios finished so
+    far as parts of the search complete (from the calling thread).
 
     Raises :class:`~pytest_quantum_p1._stateful.machine.CouldNotRun`, saying
     why, when the stores cannot be built, started or driven (a factory or a
@@ -167,7 +170,12 @@ def check_no_stale_reads(
     )
     started = time.perf_counter()
     with _frozen_heap():
-        return _check(machine, make_client, scenarios, step_count, seed, shrink, parallel, started)
+        result = _check(
+            machine, make_client, scenarios, step_count, seed, shrink, parallel, started
+        )
+    if progress is not None:
+        progress(result.scenarios)
+    return result
 
 
 @contextlib.contextmanager

@@ -2,10 +2,11 @@
 
 fleet (``examples/fleet``) was written in a style of its own and adopted with
 one adapter module (``examples/fleet_p1_target.py``), changing nothing in the
-backend. fleet does every P1 task right, so every criterion *should* pass.
-Where today's harness cannot reach that verdict, the test is marked
-``xfail(strict=True)`` naming the missing harness feature: when the feature
-lands, the test passes unexpectedly and fails, and the mark is removed.
+backend. fleet does every P1 task right, so every criterion passes. Its
+invalidations are JSON (``{"op": "invalidate", "name": ...}``), not bare
+policy names: the harness settles by a barrier on each instance's own pubsub
+connection, judges convergence by what the instances serve and matches
+propagation by position, so the message format does not matter.
 
 The run happens once per module, in a subprocess: the adapter replaces what
 ``fleet.cache.policies`` calls ``from_url`` (see the adapter), which must not
@@ -57,16 +58,6 @@ CRITERIA = [
     "deploy.health",
 ]
 
-#: Criteria today's harness gets wrong on fleet, and the harness feature that fixes each.
-NOT_YET = {
-    "P1-2.invalidation": (
-        "harness feature missing: convergence judged by what the instances serve, not by "
-        "matching each message on the channel to a policy name (issue 13, item 2). fleet "
-        'publishes {"op": "invalidate", "name": ...}: every instance converges, yet each '
-        "invalidation counts as never processed"
-    ),
-}
-
 
 def _run_p1(folder: Path, target: str, *args: str) -> dict[str, Any]:
     """The JSON report of ``pytest -p quantum_p1 --p1`` on ``target``, run in ``folder``."""
@@ -116,32 +107,12 @@ def test_the_run_collects_every_criterion_for_the_fleet_target(
     assert (fleet_report["meta"]["target"], fleet_report["meta"]["redis"]) == (TARGET, "fake")
 
 
-@pytest.mark.parametrize(
-    "criterion",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[name]))
-        if name in NOT_YET
-        else name
-        for name in CRITERIA
-    ],
-)
+@pytest.mark.parametrize("criterion", CRITERIA)
 def test_each_criterion_gets_its_true_verdict_on_fleet(
     fleet_report: dict[str, Any], criterion: str
 ) -> None:
     found = _criterion(fleet_report, criterion)
     assert found["outcome"] == "passed", f"{found['summary']}\n{found['message']}"
-
-
-def test_today_the_invalidation_criterion_fails_only_on_its_message_bookkeeping(
-    fleet_report: dict[str, Any],
-) -> None:
-    # Evidence that the xfail above is a shape problem, not a fleet bug: the harness
-    # itself saw every instance converge. Delete this test with its NOT_YET entry.
-    found = _criterion(fleet_report, "P1-2.invalidation")
-    assert found["outcome"] == "failed"
-    assert "4 instances converged after 8 updates" in found["summary"]
-    assert "invalidation(s) were never processed by their instance" in found["message"]
-    assert "although reads converged" in found["message"]
 
 
 # -- the same criteria on fleet with a planted bug --------------------------------------
@@ -156,15 +127,6 @@ def test_a_fleet_deaf_to_named_invalidations_fails_the_stale_read_search(
     assert "the value came from its cache (no storage read)" in found["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "harness feature missing: the cluster's settle marker (p1-settle-..., published on "
-        "the store's channel) is garbage to fleet, which drops its whole cache on it, so "
-        "assert_converged settles every instance into an empty cache: a deaf listener "
-        "converges like a correct one (issue 13, item 2: publish nothing on the store's channel)"
-    ),
-)
 def test_a_fleet_deaf_to_named_invalidations_does_not_converge(
     deaf_fleet_report: dict[str, Any],
 ) -> None:

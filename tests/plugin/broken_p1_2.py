@@ -267,6 +267,16 @@ def toy_with_its_own_message_format(root: Path) -> P1Target:
     return _toy(stores.WordsItsOwnMessages)
 
 
+def toy_invalidating_by_key_list(root: Path) -> P1Target:
+    """Correct: invalidations are JSON lists of storage keys, as tracking caches send."""
+    return _toy(stores.InvalidatesByKeyList)
+
+
+def toy_dying_on_unknown_messages(root: Path) -> P1Target:
+    """Correct in its own format, but its listener dies on any other message (as cashews')."""
+    return _toy(stores.DiesOnUnknownMessages)
+
+
 def toy_returning_copies(root: Path) -> P1Target:
     """Correct: every read returns a shallow copy of the cached policy."""
     return _toy(stores.ReturnsCopies)

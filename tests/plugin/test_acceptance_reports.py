@@ -159,10 +159,14 @@ def test_the_html_page_is_self_contained_with_three_charts(
 ) -> None:
     page = (pytester.path / "out" / "run" / "p1.html").read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>")
-    for needle in ("<script", "<link", " src=", " href=", "@import", "url("):
+    for needle in ("<script", "<link", " src=", "@import", "url("):
         assert needle not in page, needle
+    # Links only within the page (the header to each failure), each landing on an element.
+    hrefs = re.findall(r' href="([^"]*)"', page)
+    assert hrefs
+    assert all(href.startswith("#") and f' id="{href[1:]}"' in page for href in hrefs)
     assert re.findall(r"https?://[^\s\"'<>]*", page) == [SVG_NAMESPACE] * page.count("<svg")
-    assert page.count("<svg") == page.count("<figure>") == 3
+    assert page.count("<svg") == page.count("<figure ") == 3
     assert "(no data)" not in page
     for name in FAST_IDS:
         assert f"<code>{name}</code>" in page
@@ -319,3 +323,45 @@ def test_without_a_redis_server_the_criteria_skip_with_the_install_hint(
     result.stdout.fnmatch_lines([f"*[[]{mark}*P1-2.cached-read*", "*PASS*P1-3.docs*"])
     cached = _criteria_by_id(read_report(pytester.path / "p1.json"))["P1-2.cached-read"]
     assert _messages.REDIS_SERVER_INSTALL_HINT.splitlines()[0] in cached["message"]
+
+
+# -- the user's working directory -------------------------------------------------------
+
+
+def test_a_run_whose_search_fails_leaves_no_hypothesis_directory_in_the_working_directory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.plugin import broken_stateful
+    from tests.plugin.broken_targets import write_target_module
+
+    spec = write_target_module(pytester.path, broken_stateful.store_publishing_before_storing)
+    # A process of its own: Hypothesis fixes its default directory, ./.hypothesis,
+    # when it is imported; autoloaded plugins (Hypothesis's own) included.
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--p1", f"--p1-target={spec}", "-k", "no-stale-reads"
+    )
+    result.assert_outcomes(failed=1, deselected=25)
+    assert not (pytester.path / ".hypothesis").exists()
+
+
+def test_while_a_criterion_runs_hypothesis_keeps_its_files_elsewhere_and_gets_its_home_back(
+    tmp_path: Path,
+) -> None:
+    from hypothesis import configuration
+
+    from pytest_quantum_p1._acceptance.criteria import (
+        HYPOTHESIS_CRITERIA,
+        _hypothesis_storage_elsewhere,
+    )
+
+    configuration.set_hypothesis_home_dir(tmp_path / "users-own")
+    try:
+        with _hypothesis_storage_elsewhere(next(iter(HYPOTHESIS_CRITERIA))):
+            inside = configuration.storage_directory("unicode_data", intent_to_write=False)
+        after = configuration.storage_directory("unicode_data", intent_to_write=False)
+    finally:
+        configuration.set_hypothesis_home_dir(None)
+    assert tmp_path not in inside.path.parents  # not the user's directory
+    assert after.path == tmp_path / "users-own" / "unicode_data"

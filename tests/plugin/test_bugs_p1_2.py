@@ -192,7 +192,19 @@ def test_a_wrong_value_on_the_ttl_check_is_a_failure_not_an_error(
         (bp.toy_writing_through, "read-your-writes or write-then-invalidate"),
         (bp.toy_awaiting_its_own_invalidation, "read-your-writes"),
         (bp.toy_announcing_before_and_after, "write-then-invalidate"),
-        (bp.toy_with_its_own_message_format, "cached-read or cold-vs-warm or no-reparse"),
+        (
+            bp.toy_with_its_own_message_format,
+            "cached-read or cold-vs-warm or no-reparse or P1-2.invalidation",
+        ),
+        (
+            bp.toy_invalidating_by_key_list,
+            "P1-2.invalidation or read-your-writes or write-then-invalidate or link-recovery",
+        ),
+        (
+            bp.toy_dying_on_unknown_messages,
+            "P1-2.invalidation or hit-rate or ttl or read-your-writes "
+            "or write-then-invalidate or link-recovery",
+        ),
         (bp.toy_returning_copies, "no-reparse"),
         (bp.toy_counting_under_other_names, "P1-2.counters"),
         (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
@@ -21,7 +22,14 @@ import pytest
 
 from pytest_quantum_p1._clock import VirtualClock
 from pytest_quantum_p1._harness import ClusterTimeout, PolicyCluster
-from pytest_quantum_p1._messages import NOT_CONVERGED, NOT_SETTLED, NOT_SUBSCRIBED
+from pytest_quantum_p1._messages import (
+    NOT_CONVERGED,
+    NOT_SETTLED_BARRIER,
+    NOT_SUBSCRIBED,
+    WHERE_BACKLOG_HELD,
+    WHERE_BACKLOG_NOT_FINISHED,
+    WHERE_BACKLOG_NOT_TAKEN,
+)
 from pytest_quantum_p1._redis.source import RedisSource
 from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
 from tests.clusters import cache_everywhere, values
@@ -29,14 +37,18 @@ from tests.stores import (
     CHANNEL,
     TTL,
     CachesForever,
+    DiesOnUnknownMessages,
     HangsOnInitialize,
+    InvalidatesByKeyList,
     KeepsCacheOnLinkLoss,
     NeverPublishes,
+    NeverReads,
     NeverSubscribes,
     RacyFill,
     StopsReading,
     SwallowsMessages,
     ToyStore,
+    WordsItsOwnMessages,
 )
 
 V1 = {"limit": 1}
@@ -195,10 +207,26 @@ def test_settle_names_the_instance_whose_listener_stopped_reading(
         cluster.settle(timeout=0.3)
     assert failure.value.instances == (2,)
     message = str(failure.value)
-    head = NOT_SETTLED.split("{marker!r}")[0].format(timeout=0.3, count=1, total=4)
-    assert message.startswith(head)
-    assert "\n  - instance 2: has not taken the marker from its subscription" in message
+    assert message.startswith(
+        NOT_SETTLED_BARRIER.format(timeout=0.3, count=1, total=4, channel=CHANNEL)
+    )
+    took = WHERE_BACKLOG_NOT_FINISHED.format(data="risk")
+    assert f"\n  - instance 2: {took}" in message
     assert "instance 0" not in message
+
+
+def test_settle_names_an_instance_that_never_reads_what_it_received(
+    make_cluster: MakeCluster,
+) -> None:
+    # Nothing of the harness's is awaited: the store's own invalidation, received
+    # before the barrier and never taken, is what keeps it unsettled.
+    cluster = make_cluster(mixed(ToyStore, i1=NeverReads), instances=2)
+    cluster.update(0, "risk", V1)
+    with pytest.raises(ClusterTimeout) as failure:
+        cluster.settle(timeout=0.3)
+    assert failure.value.instances == (1,)
+    untaken = WHERE_BACKLOG_NOT_TAKEN.format(count=1)
+    assert f"\n  - instance 1: {untaken}" in str(failure.value)
 
 
 def test_settle_names_an_instance_whose_messages_are_held(
@@ -207,9 +235,10 @@ def test_settle_names_an_instance_whose_messages_are_held(
     cluster = make_cluster(correct_factory)
     cluster.pubsub(1).hold()
     cluster.update(0, "risk", V1)
-    with pytest.raises(ClusterTimeout, match=r"  - instance 1: the marker is held by hold\(\)"):
+    held = WHERE_BACKLOG_HELD.format(count=1)
+    with pytest.raises(ClusterTimeout, match=re.escape(f"  - instance 1: {held}")):
         cluster.settle(timeout=0.3)
-    assert cluster.pubsub(1).release() == 2  # the invalidation and the marker
+    assert cluster.pubsub(1).release() == 1  # the invalidation: nothing of the harness's
     cluster.settle()
     cluster.assert_converged("risk", V1)
 
@@ -386,6 +415,74 @@ def test_propagation_is_recorded_per_instance_per_update(
     assert p99 is not None
     assert worst is not None
     assert 0 < p50 <= p99 <= worst
+
+
+# -- any message format: the harness publishes nothing on the store's channel -----------
+
+
+OWN_FORMATS = [WordsItsOwnMessages, InvalidatesByKeyList, DiesOnUnknownMessages]
+
+
+@pytest.mark.parametrize("store", OWN_FORMATS, ids=lambda c: c.__name__)
+def test_a_store_with_its_own_message_format_converges_with_every_propagation_measured(
+    make_cluster: MakeCluster, store: type[ToyStore]
+) -> None:
+    # JSON objects, lists of keys, and a listener that dies on anything else:
+    # settling must not put a word of the harness's in front of any of them.
+    cluster = make_cluster(factory_of(store))
+    for k in range(3):
+        if k:  # warm every instance, so a missed invalidation shows as a stale read
+            cluster.read_all("risk")
+        cluster.update(k, "risk", {"limit": k})
+        cluster.assert_converged("risk", {"limit": k})
+    stats = cluster.stats()
+    assert (stats.propagations, stats.missing_propagations) == (12, 0)
+    for index in range(4):
+        # Only the store's own messages reached it: one per update, none of the harness's.
+        texts = [d.text for d in cluster.observed(index).deliveries]
+        assert len(texts) == 3
+        assert all(d.processed for d in cluster.observed(index).deliveries)
+        listener = cluster.store(index).listener  # type: ignore[attr-defined]
+        assert listener is not None
+        assert not listener.done()
+
+
+def test_settle_sends_nothing_a_store_receives(
+    make_cluster: MakeCluster, correct_factory: StoreFactory
+) -> None:
+    cluster = make_cluster(correct_factory)
+    for _ in range(3):
+        cluster.settle()
+    assert [cluster.observed(i).deliveries for i in range(4)] == [()] * 4
+    assert all(cluster.pubsub(i).confirmed_channels == {CHANNEL} for i in range(4))
+
+
+def test_a_store_deaf_to_its_own_format_does_not_converge(make_cluster: MakeCluster) -> None:
+    # It takes every message and drops nothing: settled (nothing left unprocessed),
+    # yet stale, which only reading the instances shows.
+    cluster = make_cluster(mixed(WordsItsOwnMessages, i2=SwallowsMessages))
+    cache_everywhere(cluster, "risk", V1)
+    cluster.update(0, "risk", V2)
+    cluster.settle()
+    with pytest.raises(AssertionError) as failure:
+        cluster.assert_converged("risk", V2)
+    assert str(failure.value).startswith(NOT_CONVERGED.format(name="risk", count=1, total=4))
+    assert "\n  - instance 2: {'limit': 1}" in str(failure.value)
+
+
+def test_propagation_is_matched_by_position_not_by_what_the_message_says(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(factory_of(InvalidatesByKeyList), instances=2)
+    cluster.update(0, "risk", V1)
+    cluster.settle()
+    (first, second) = cluster.propagation()
+    delivery = cluster.observed(1).deliveries[0]
+    assert delivery.text == '["policy:risk"]'
+    assert delivery.processed_at is not None
+    started = cluster.updates[0].started_at
+    assert second.ms == pytest.approx((delivery.processed_at - started) * 1000)
+    assert first.ms is not None
 
 
 def test_missing_propagations_are_counted(make_cluster: MakeCluster) -> None:

@@ -8,7 +8,6 @@ absolute number.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 import time
@@ -295,53 +294,4 @@ def test_user_properties_survive_xdist(pytester: pytest.Pytester) -> None:
     assert {"p1.latency.noop.p99_ns", "p1.latency.get.p99_ns", "p1.latency.slow.p99_ns"} <= names
 
 
-# -- pytest-benchmark ------------------------------------------------------------------
-
-
-def test_figures_land_in_pytest_benchmark_json(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytester.makepyfile(
-        """
-        def test_with_benchmark(benchmark, p1_latency):
-            benchmark(lambda: None)
-            p1_latency(lambda: None, label="noop", calls=100)
-
-        def test_latency_only(p1_latency):
-            p1_latency(lambda: None, label="other", calls=100)
-        """
-    )
-    # In a subprocess: --benchmark-json opens its file while options are parsed,
-    # and an in-process run leaves the parse-time handle for our GC to find.
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    result = pytester.runpytest_subprocess(
-        "-p", "quantum_p1", "-p", "benchmark", "--benchmark-json=bench.json"
-    )
-    result.assert_outcomes(passed=2)
-    data = json.loads((pytester.path / "bench.json").read_text())
-    (bench,) = data["benchmarks"]
-    assert bench["extra_info"]["p1.latency.noop.p99_ns"] > 0
-    assert set(data["quantum_p1"]["latency"]) == {
-        "test_figures_land_in_pytest_benchmark_json.py::test_with_benchmark",
-        "test_figures_land_in_pytest_benchmark_json.py::test_latency_only",
-    }
-    other = data["quantum_p1"]["latency"][
-        "test_figures_land_in_pytest_benchmark_json.py::test_latency_only"
-    ]
-    assert other["p1.latency.other.calls"] == 100
-
-
-@pytest.mark.parametrize("benchmark_loaded", [True, False], ids=["benchmark", "no-benchmark"])
-def test_benchmark_hooks_are_registered_only_with_pytest_benchmark(
-    pytester: pytest.Pytester, benchmark_loaded: bool
-) -> None:
-    pytester.makepyfile(
-        f"""
-        def test_registration(pytestconfig):
-            hooks = pytestconfig.pluginmanager.get_plugin("quantum_p1.benchmark")
-            assert (hooks is not None) is {benchmark_loaded}
-        """
-    )
-    # Explicit either way, so the test holds with plugin autoloading on too.
-    args = ("-p", "benchmark") if benchmark_loaded else ("-p", "no:benchmark")
-    pytester.runpytest("-p", "quantum_p1", *args).assert_outcomes(passed=1)
+# pytest-benchmark: tests/plugin/test_benchmark_compat.py (each measurement an entry of its own).

@@ -23,7 +23,7 @@ import redis.exceptions
 
 from pytest_quantum_p1._harness.observed import ObservedRedis
 from pytest_quantum_p1._harness.portal import Portal
-from pytest_quantum_p1._harness.pubsub import ControlledPubSub, Message
+from pytest_quantum_p1._harness.pubsub import BarrierBroken, ControlledPubSub, Message, as_text
 from pytest_quantum_p1._target import DEFAULT_CHANNEL
 from tests.conftest import RedisBackend
 
@@ -622,8 +622,89 @@ async def _aiter_first(iterator: AsyncIterator[Message]) -> Message:
     return await anext(iterator)
 
 
+async def _drain(iterator: AsyncIterator[Message]) -> list[Message]:
+    return [message async for message in iterator]
+
+
 def test_listen_raises_once_disconnected(rig: Rig) -> None:
     pubsub = rig.subscribed_pubsub()
     pubsub.disconnect()
     with pytest.raises(redis.exceptions.ConnectionError):
         rig.portal.call(_aiter_first, pubsub.listen())
+
+
+# -- the barrier: how far a store got, with nothing on its channel ------------------------
+
+
+def test_a_barrier_comes_back_after_every_earlier_message_unseen_by_the_store(rig: Rig) -> None:
+    pubsub = rig.subscribed_pubsub()
+    rig.publish("a")
+    rig.publish(b'{"op": "invalidate"}')
+    assert pubsub.barrier(rig.control.publish) == 2
+    assert pubsub.barrier(rig.control.publish) == 2  # subscribed once, reused
+    taken = [rig.next_message(pubsub) for _ in range(2)]
+    assert [m["data"] if m else None for m in taken] == [b"a", b'{"op": "invalidate"}']
+    # Neither the barrier channel's confirmation nor its tokens reach the store.
+    assert rig.next_message(pubsub, timeout=0.1) is None
+    assert pubsub.received == 2
+    assert pubsub.confirmed_channels == {CHANNEL}
+    assert pubsub.all_confirmed
+    assert pubsub.barrier_channel.startswith("p1:barrier:")
+    assert [as_text(c) for c in pubsub.channels] == [CHANNEL]  # the store's own only
+
+
+def test_settle_returns_once_the_store_processed_what_came_before_its_barrier(rig: Rig) -> None:
+    pubsub = rig.subscribed_pubsub()
+    rig.publish("a")
+    settling = rig.portal.spawn(pubsub.settle_async, rig.control.publish, 5.0)
+    assert rig.next_message(pubsub) is not None  # taken: not yet processed
+    assert not settling.done()
+    assert rig.next_message(pubsub, timeout=0) is None  # came back: "a" is processed
+    assert settling.result(timeout=5) == 1
+    assert pubsub.last_barrier == 1
+    assert pubsub.processed_through(1)
+
+
+def test_what_came_before_a_barrier_is_located_by_position(rig: Rig) -> None:
+    pubsub = rig.subscribed_pubsub()
+    pubsub.hold()
+    rig.publish("a")
+    rig.publish("b")
+    position = pubsub.barrier(rig.control.publish)
+    assert (position, pubsub.held_count) == (2, 2)
+    assert not pubsub.processed_through(position)
+    assert pubsub.backlog(position) == (2, 0, None)
+    pubsub.deliver(1)
+    assert pubsub.backlog(position) == (1, 1, None)
+    rig.next_message(pubsub)
+    held, waiting, in_progress = pubsub.backlog(position)
+    assert (held, waiting) == (1, 0)
+    assert in_progress is not None
+    assert in_progress.text == "a"
+    pubsub.drop(1)  # a dropped message is no longer awaited
+    rig.next_message(pubsub, timeout=0)
+    assert pubsub.processed_through(position)
+
+
+def test_the_store_unsubscribing_ends_its_subscription_despite_the_barrier_channel(
+    rig: Rig,
+) -> None:
+    pubsub = rig.subscribed_pubsub()
+    pubsub.barrier(rig.control.publish)
+
+    async def unsubscribe() -> Message | None:
+        await pubsub.unsubscribe(CHANNEL)
+        return await pubsub.get_message(timeout=5)
+
+    confirmation = rig.run(unsubscribe)
+    assert confirmation is not None
+    assert confirmation["type"] == "unsubscribe"
+    assert pubsub.subscribed is False
+    assert rig.portal.call(_drain, pubsub.listen()) == []  # listen() ends, as in redis-py
+
+
+def test_a_barrier_on_a_cut_subscription_is_broken(rig: Rig) -> None:
+    pubsub = rig.subscribed_pubsub()
+    pubsub.disconnect()
+    with pytest.raises(BarrierBroken):
+        pubsub.barrier(rig.control.publish, timeout=1.0)

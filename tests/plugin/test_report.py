@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._acceptance.page import render_html
+from pytest_quantum_p1._acceptance.page import anchor_for, format_figure, render_html
 from pytest_quantum_p1._acceptance.record import CriterionRecord
 from pytest_quantum_p1._acceptance.report import (
     html_path_for,
@@ -18,9 +21,15 @@ from pytest_quantum_p1._acceptance.report import (
     terminal_lines,
     write_reports,
 )
+from pytest_quantum_p1._acceptance.svg import format_number, text_width
 
 META: dict[str, Any] = {"target": "pkg.mod:TARGET", "redis": "fake", "duration_s": 1.5}
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+
+
+def text_of(page: str) -> str:
+    """The page's text as a reader sees it: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
 def record(
@@ -144,8 +153,12 @@ def test_the_page_is_self_contained() -> None:
     page = render_html([*MIXED, *CHARTED], META)
     assert page.startswith("<!doctype html>")
     assert "<style>" in page
-    for needle in ("<script", "<link", " src=", " href=", "@import", "url("):
+    for needle in ("<script", "<link", " src=", "@import", "url("):
         assert needle not in page, needle
+    # Links only within the page, each to an element that is there.
+    hrefs = re.findall(r' href="([^"]*)"', page)
+    assert hrefs
+    assert all(href.startswith("#") and f' id="{href[1:]}"' in page for href in hrefs)
     assert re.findall(r"https?://[^\s\"'<>]*", page) == [SVG_NAMESPACE] * page.count("<svg")
 
 
@@ -155,10 +168,13 @@ def test_the_page_lists_every_criterion_with_its_outcome_message_and_the_meta() 
         assert f"<code>{r.id}</code>" in page
     assert '<td class="badge failed">FAIL</td>' in page
     assert '<td class="badge error">ERROR</td>' in page
-    assert "<pre>found this\nfix that</pre>" in page
-    assert "<li><b>target</b>: pkg.mod:TARGET</li>" in page
-    assert "<li><b>duration_s</b>: 1.5</li>" in page
-    assert "2 passed, 1 failed, 1 error, 1 skipped" in page
+    # The message in a row of its own under its criterion, the table's full width.
+    assert (
+        '<tr class="message"><td></td><td colspan="2"><pre>found this\nfix that</pre></td></tr>'
+    ) in page
+    assert '<tr><th title="target">target</th><td>pkg.mod:TARGET</td></tr>' in page
+    assert '<tr><th title="duration_s">duration</th><td>1.5 s</td></tr>' in page
+    assert "2 passed, 1 failed, 1 error, 1 skipped" in text_of(page)
 
 
 def test_the_page_escapes_what_the_target_wrote() -> None:
@@ -172,7 +188,9 @@ def test_the_page_escapes_what_the_target_wrote() -> None:
 def test_the_page_draws_the_three_charts_when_the_data_is_there() -> None:
     page = render_html(CHARTED, META)
     assert ">Charts</h2>" in page
-    assert page.count("<figure>") == page.count("<svg") == 3
+    assert page.count("<figure ") == page.count("<svg") == 3
+    for chart in ("chart-latency", "chart-hit-rate", "chart-propagation"):
+        assert f'<figure id="{chart}">' in page
     assert "Cached vs cold read latency" in page
     assert "cached read" in page
     assert "cold read (storage)" in page
@@ -276,4 +294,206 @@ def test_a_record_rebuilt_from_its_json_form_still_writes_both_reports(tmp_path:
     assert json.loads(path.read_text(encoding="utf-8"))["criteria"][0]["figures"] == {
         "speedup": None
     }
-    assert "speedup=inf" in page.read_text(encoding="utf-8")
+    assert '<span class="k">speedup</span> ∞' in page.read_text(encoding="utf-8")
+
+
+# -- the page as people read it (issue 16) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (20_000, "20,000"),
+        (2e4, "20,000"),
+        (1_030.4, "1,030"),
+        (999.96, "1,000"),
+        (0.9804, "0.9804"),
+        (12.345_6, "12.35"),
+        (1.0, "1"),
+        (0.000_000_1, "0.0000001"),
+        (0, "0"),
+        (-2_500, "-2,500"),
+        (float("inf"), "∞"),
+        (float("nan"), "-"),
+    ],
+)
+def test_numbers_are_written_as_people_read_them_never_in_scientific_notation(
+    value: float, text: str
+) -> None:
+    assert format_number(value) == text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("reads", 20_000, ("reads", "20,000")),
+        ("p99_ns", 1_030.0, ("p99", "1.03 us")),
+        ("budget_ns", 1_000_000, ("budget", "1 ms")),
+        ("propagation_p99_ms", 2.84, ("propagation_p99", "2.84 ms")),
+        ("ttl_s", 10, ("ttl", "10 s")),
+        ("scenarios_per_s", 18.53, ("scenarios_per_s", "18.53/s")),
+        ("zone_offset_min", 345, ("zone_offset", "345 min")),
+        ("large_policy_bytes", 8_430, ("large_policy", "8,430 bytes")),
+        ("hit_rate", 0.9804, ("hit_rate", "98.0 %")),
+        ("speedup", 150.9, ("speedup", "150.9x")),
+        ("monitor_level", 20, ("monitor_level", "INFO")),
+        ("max_ns", float("inf"), ("max_ns", "∞")),
+        ("p99_ns", float("nan"), ("p99_ns", "-")),
+        ("state_checked", None, ("state_checked", "-")),
+    ],
+)
+def test_each_figure_is_shown_in_its_unit(name: str, value: object, shown: tuple[str, str]) -> None:
+    assert format_figure(name, value) == shown
+
+
+def test_the_page_writes_figures_in_their_units_with_the_json_key_as_tooltip() -> None:
+    timed = record(
+        "P1-2.cached-read",
+        figures={"p99_ns": 1_030.0, "reads": 20_000, "budget_ns": 1_000_000},
+    )
+    page = render_html([timed], {**META, "latency_budget_ns": 1_000_000})
+    assert '<span class="fig" title="p99_ns"><span class="k">p99</span> 1.03 us</span>' in page
+    assert '<span class="k">reads</span> 20,000' in page
+    assert not re.search(r"\de[+-]\d", text_of(page))
+    assert "latency_budget</th><td>1 ms</td>" in page
+
+
+def test_the_header_is_coloured_by_the_verdict_and_links_to_every_failure() -> None:
+    page = render_html(MIXED, META)
+    header = page[page.index('<div class="verdict') : page.index("</div>")]
+    assert header.startswith('<div class="verdict failed">')
+    assert '<a class="failed" href="#P1-2.ttl">1 failed</a>' in header
+    assert '<a class="error" href="#P1-2.invalidation">1 error</a>' in header
+    assert '<span class="passed">2 passed</span>' in header
+    assert (
+        '<a class="failed" href="#P1-2.ttl">P1-2.ttl</a>, '
+        '<a class="error" href="#P1-2.invalidation">P1-2.invalidation</a>'
+    ) in header
+    green = render_html([record("P1-3.docs"), record("P1-1.logged", "skipped")], META)
+    assert (
+        '<div class="verdict passed"><p class="tally"><span class="passed">1 passed</span>' in green
+    )
+    assert "href" not in green
+    assert '<div class="verdict skipped">' in render_html([record("P1-3.docs", "skipped")], META)
+
+
+def test_failures_are_listed_first_then_the_rest_by_task() -> None:
+    page = render_html(MIXED, META)
+    rows = re.findall(r'<tr id="([^"]+)" data-outcome="([^"]+)"[^>]*>', page)
+    assert rows == [
+        ("P1-2.ttl", "failed"),
+        ("P1-2.invalidation", "error"),
+        ("P1-1.catalogue", "passed"),
+        ("P1-1.logged", "skipped"),
+        ("deploy.health", "passed"),
+    ]
+    groups = re.findall(r'<tr class="group[^"]*"><th colspan="3">([^<]+)</th>', page)
+    titles = _messages.ACCEPTANCE_TASK_TITLES
+    assert groups == [
+        _messages.ACCEPTANCE_PAGE_NOT_PASSING,
+        titles["P1-1"],
+        titles["deploy"],
+    ]
+
+
+def test_every_criterion_is_an_anchor_even_with_an_odd_id() -> None:
+    odd = record('custom.a "b" <c>', "failed", message="x")
+    page = render_html([*MIXED, odd], META)
+    assert anchor_for('custom.a "b" <c>') == "custom.a--b---c-"
+    assert '<tr id="custom.a--b---c-" data-outcome="failed" class="has-message">' in page
+    assert 'href="#custom.a--b---c-">custom.a &quot;b&quot; &lt;c&gt;</a>' in page
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+
+
+def test_the_run_section_is_a_table_of_readable_values_not_json() -> None:
+    meta = {
+        "target": "pkg.mod:TARGET",
+        "extra": {"federation": "v3"},
+        "latency_budget_ns": 1_000_000,
+        "instances": 24,
+        "versions": {"python": "3.11.7", "pytest": "9.0.3"},
+        "duration_s": 16.728,
+        "paths": ["a", "b"],
+    }
+    page = render_html(MIXED, meta)
+    run = page[page.index('<h2 id="run">') :]
+    assert "{" not in run
+    assert "latency_budget</th><td>1 ms</td>" in run
+    assert "instances</th><td>24</td>" in run
+    assert "duration</th><td>16.7 s</td>" in run
+    assert '<span class="k">python</span> 3.11.7</span>' in run
+    assert '<span class="k">federation</span> v3</span>' in run
+    assert "paths</th><td>a, b</td>" in run
+
+
+def test_the_latency_chart_marks_the_measured_p99_and_takes_the_runs_budget() -> None:
+    warm = record(
+        "P1-2.cached-read",
+        figures={"p99_ns": 1_980.0, "budget_ns": 1_000_000},
+        series={"warm_ns": [1_500.0] * 99 + [1_980.0] * 2},
+    )
+    chart = render_html([warm], META)
+    assert ">p99 1.98 us</text>" in chart
+    assert ">budget 1 ms</text>" in chart
+    # Without the cached-read criterion (deselected), the budget comes from the run's settings.
+    cold_only = render_html(CHARTED[1:2], {**META, "latency_budget_ns": 250_000})
+    assert ">budget 250 us</text>" in cold_only
+    assert ">p99 " not in cold_only
+
+
+def _label_boxes(chart: str, kind: str) -> list[tuple[float, float]]:
+    # Horizontal extent of each bar label (or value), as the chart plans it.
+    found = re.findall(rf'<text class="{kind}" x="([0-9.]+)"[^>]*>([^<]*)</text>', chart)
+    return sorted((float(x) - text_width(t) / 2, float(x) + text_width(t) / 2) for x, t in found)
+
+
+@pytest.mark.parametrize("instances", [1, 4, 24, 64, 200])
+def test_the_propagation_labels_never_overlap_however_many_instances(instances: int) -> None:
+    values = [0.5 + 33.123 * (i % 3) for i in range(instances)]
+    page = render_html([record("P1-2.invalidation", series={"propagation_p99_ms": values})], META)
+    chart = page[page.index('<figure id="chart-propagation">') :]
+    labels = re.findall(r'<text class="label" x="([0-9.]+)"[^>]*>([^<]*)</text>', chart)
+    assert labels
+    for kind in ("label", "value"):
+        boxes = _label_boxes(chart, kind)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(boxes)), kind
+    # Every bar keeps its full label and value as a tooltip.
+    assert chart.count("<title>instance ") == instances
+    if instances <= 4:
+        assert labels[-1][1] == f"instance {instances - 1}"
+    else:
+        shown = [int(t) for _, t in labels]
+        step = shown[1] - shown[0]
+        assert shown == list(range(0, instances, step))
+        assert f">{_messages.ACCEPTANCE_CHART_PROPAGATION_X}</text>" in chart
+
+
+def test_an_instance_that_processed_nothing_is_a_marked_bar_not_a_zero() -> None:
+    values = [1.2, math.nan, 0.9, 1.1]
+    page = render_html([record("P1-2.invalidation", series={"propagation_p99_ms": values})], META)
+    chart = page[page.index('<figure id="chart-propagation">') :]
+    assert chart.count('<g class="bar missing">') == 1
+    assert "<title>instance 1: none</title>" in chart
+    assert f'style="fill:#cf222e">{_messages.ACCEPTANCE_CHART_PROPAGATION_MISSING}</text>' in chart
+
+
+def test_a_criterion_that_stopped_before_its_chart_data_says_so_in_the_charts_place() -> None:
+    stopped = record("P1-2.invalidation", "failed", message="did not converge")
+    page = render_html([*CHARTED[:3], stopped], META)
+    assert page.count("<svg") == 2
+    place = page[page.index('<figure id="chart-propagation"') :]
+    assert place.startswith('<figure id="chart-propagation" class="not-measured"><p>Not drawn: ')
+    assert '<a class="failed" href="#P1-2.invalidation">P1-2.invalidation</a> stopped (failed)' in (
+        place
+    )
+    row = page[page.index('<tr id="P1-2.invalidation"') :]
+    assert _messages.ACCEPTANCE_PAGE_NOTHING_MEASURED in row[: row.index("</tr>")]
+
+
+def test_a_criterion_that_passed_or_was_skipped_without_data_leaves_no_placeholder() -> None:
+    page = render_html(
+        [record("P1-2.invalidation", "skipped"), record("P1-2.hit-rate", "passed")], META
+    )
+    assert 'class="not-measured"' not in page
+    assert _messages.ACCEPTANCE_PAGE_NOTHING_MEASURED not in page

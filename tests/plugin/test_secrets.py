@@ -246,3 +246,29 @@ def test_a_client_made_from_the_url_still_authenticates(alice_server: RedisServe
             await client.aclose()
 
     assert asyncio.run(whoami()) == "alice"
+
+
+@pytest.mark.parametrize("tb", ["long", "native"])
+def test_an_internal_error_writes_no_password(pytester: pytest.Pytester, tb: str) -> None:
+    # A hook of the user's that crashes pytest itself, holding the URL in a local:
+    # the INTERNALERROR block prints every frame's locals with -l. No server is
+    # needed: nothing connects.
+    pytester.makeconftest(
+        """
+        def pytest_collection_finish(session):
+            url = session.config.getoption("p1_redis")
+            raise RuntimeError("crashed while holding " + url)
+        """
+    )
+    result = pytester.runpytest(
+        "-p",
+        "quantum_p1",
+        f"--p1-redis=redis://alice:{PLANTED_IN_URL}@127.0.0.1:1/0",
+        "-l",
+        f"--tb={tb}",
+    )
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    written = _everything_written(result, pytester.path)
+    assert "INTERNALERROR" in written
+    assert "crashed while holding redis://alice:***@" in written
+    _assert_no_secret(written)

@@ -29,7 +29,12 @@ from pytest_quantum_p1._harness import (
     resolve_store_factory,
 )
 from pytest_quantum_p1._harness.factory import factory_spec
-from pytest_quantum_p1._messages import FACTORY_NOT_IMPORTABLE, NOT_A_SERVER, NOT_CONVERGED
+from pytest_quantum_p1._messages import (
+    FACTORY_NOT_IMPORTABLE,
+    NOT_A_SERVER,
+    NOT_CONVERGED,
+    WHERE_BACKLOG_NOT_FINISHED,
+)
 from pytest_quantum_p1._redis.source import RedisSource
 from pytest_quantum_p1._target import TargetError
 from reference_impl.errors import InvalidPolicyNameError, PolicyNotFoundError
@@ -134,7 +139,7 @@ def test_settle_names_the_child_whose_listener_stopped(open_cluster: OpenCluster
     message = str(caught.value)
     for pid in cluster.pids:
         # The diagnosis is made in the child, where the subscription lives.
-        assert f"(pid {pid}): has not taken the marker from its subscription" in message
+        assert f"(pid {pid}): {WHERE_BACKLOG_NOT_FINISHED.format(data='risk')}" in message
 
 
 # -- figures and time across processes -------------------------------------------------
