@@ -432,7 +432,13 @@ def v2_usage(p1_target: P1Target) -> V2ScanResult:
     from pytest_quantum_p1._v2 import scan_v2_usage
 
     rules = p1_target.v2
-    return scan_v2_usage(rules.source_roots, rules.v2_modules, rules.bridge_modules)
+    return scan_v2_usage(
+        rules.source_roots,
+        rules.v2_modules,
+        rules.bridge_modules,
+        rules.ignore_imports,
+        parse_all=False,
+    )
 
 
 @pytest.fixture

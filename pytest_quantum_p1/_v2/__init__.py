@@ -4,6 +4,8 @@
   ``ignore_imports`` entries);
 - :mod:`.sources`: walking a target's source roots (dirs entered, files that are modules);
 - :mod:`.imports`: the v2 imports of one parsed module (the AST walk, ``HOW_*``);
+- :mod:`.prefilter`: which files need parsing at all (a text test that keeps every file
+  with a finding);
 - :mod:`.scan`: the static check over the source roots (:func:`scan_v2_usage`, its result,
   its message);
 - :mod:`.files`: the legacy files are gone where they lived (:func:`check_removed`,

@@ -11,7 +11,9 @@ harness's texts.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final
 
 from pytest_quantum_p1 import _messages
@@ -36,6 +38,8 @@ HOW_DUNDER_IMPORT: Final = "__import__"
 _DUNDER_IMPORT_OWNERS: Final = frozenset({"importlib", "builtins"})
 # Nodes that hold statements; everything else is an expression a shallow scan skips.
 _BLOCK: Final = (ast.stmt, ast.excepthandler, ast.match_case)
+# The fields of a node that hold its nested blocks.
+_BLOCK_FIELDS: Final = ("body", "orelse", "finalbody", "handlers", "cases")
 # Without these bytes a file has no dynamic import a scan could resolve. Non-ASCII
 # files always get the deep scan: identifiers are NFKC-normalised, so a name
 # spelt with full-width letters can still be ``import_module``.
@@ -65,15 +69,23 @@ def may_import_dynamically(source: bytes) -> bool:
 
 
 def find_v2_imports(
-    tree: ast.Module, module: str, is_package: bool, v2: ModuleSet, deep: bool = True
+    tree: ast.Module,
+    module: str,
+    is_package: bool,
+    v2: ModuleSet,
+    deep: bool = True,
+    lines: Sequence[str] | None = None,
 ) -> list[Hit]:
     """The hits of ``tree``, the parsed source of ``module``, in source order.
 
     ``deep=False`` visits statements only (no dynamic-import calls), which is
     what a file that :func:`may_import_dynamically` says no to needs, at a
-    fraction of the cost.
+    fraction of the cost. ``lines``, the lines of an ASCII source as the
+    parser numbers them, narrows the deep walk to the statements whose lines
+    spell a dynamic-import function's name (a call names its function, and
+    ASCII names are spelt as the tree has them), with the same hits.
     """
-    return _FileScanner(module, is_package, v2).scan(tree, deep)
+    return _FileScanner(module, is_package, v2).scan(tree, deep, lines)
 
 
 class _FileScanner:
@@ -90,15 +102,45 @@ class _FileScanner:
         self._dunder_import_names: set[str] = {"__import__"}
         self._calls: list[tuple[ast.Call, bool]] = []
 
-    def scan(self, tree: ast.Module, deep: bool = True) -> list[Hit]:
-        """The hits of ``tree``, in source order.
+    def scan(
+        self, tree: ast.Module, deep: bool = True, lines: Sequence[str] | None = None
+    ) -> list[Hit]:
+        """The hits of ``tree``, in source order (``deep`` and ``lines`` as :func:`find_v2_imports`)."""
+        if deep and lines is not None:
+            blocks: list[tuple[ast.AST, bool]] = []
+            self._walk([(tree, False)], deep=False, blocks=blocks)
+            names = tuple(self._import_module_names | self._dunder_import_names)
+            flags = [False] * len(lines)
+            for name in names:
+                for number in [i for i, line in enumerate(lines) if name in line]:
+                    flags[number] = True
+            spelt = list(accumulate(flags, initial=0))
+            for block, tc in blocks:
+                if _spans_marked(block, spelt):
+                    self._walk(
+                        [(c, tc) for c in ast.iter_child_nodes(block) if not isinstance(c, _BLOCK)],
+                        deep=True,
+                    )
+        else:
+            self._walk([(tree, False)], deep)
+        # Calls are resolved last: an alias may be bound after (or below) its use.
+        for call, tc in self._calls:
+            self._call(call, tc)
+        self.hits.sort(key=lambda h: (h.line, h.col))
+        return self.hits
 
-        ``deep=False`` visits statements only (no dynamic-import calls), which
-        is what a file that never mentions ``import_module`` or ``__import__``
-        needs, at a fraction of the cost.
+    def _walk(
+        self,
+        stack: list[tuple[ast.AST, bool]],
+        deep: bool,
+        blocks: list[tuple[ast.AST, bool]] | None = None,
+    ) -> None:
+        """Visit ``stack``'s nodes and theirs: statements only unless ``deep``.
+
+        ``blocks`` collects the statements visited (with their context) that may
+        hold a call in their own expressions.
         """
         # Iterative, because deeply nested expressions overflow a recursive visitor.
-        stack: list[tuple[ast.AST, bool]] = [(tree, False)]
         while stack:
             node, tc = stack.pop()
             if isinstance(node, ast.Import):
@@ -107,6 +149,8 @@ class _FileScanner:
             if isinstance(node, ast.ImportFrom):
                 self._import_from(node, tc)
                 continue
+            if blocks is not None and isinstance(node, _BLOCK):
+                blocks.append((node, tc))
             if isinstance(node, ast.Call):
                 self._calls.append((node, tc))
             if isinstance(node, ast.If) and not tc:
@@ -120,14 +164,11 @@ class _FileScanner:
             if deep:
                 stack.extend((child, tc) for child in ast.iter_child_nodes(node))
             else:
-                stack.extend(
-                    (child, tc) for child in ast.iter_child_nodes(node) if isinstance(child, _BLOCK)
-                )
-        # Calls are resolved last: an alias may be bound after (or below) its use.
-        for call, tc in self._calls:
-            self._call(call, tc)
-        self.hits.sort(key=lambda h: (h.line, h.col))
-        return self.hits
+                # Statements hold statements only in these fields: no need to look at the rest.
+                for field in _BLOCK_FIELDS:
+                    children = getattr(node, field, None)
+                    if children:
+                        stack.extend((child, tc) for child in children)
 
     # -- statements
 
@@ -303,6 +344,15 @@ class _FileScanner:
             return None
         items = [self._literal(element) for element in node.elts]
         return None if any(i is None for i in items) else [i for i in items if i is not None]
+
+
+def _spans_marked(block: ast.AST, marked: list[int]) -> bool:
+    """Some line of ``block`` is marked (``marked``: running count of marked lines)."""
+    first: int | None = getattr(block, "lineno", None)
+    last: int | None = getattr(block, "end_lineno", None)
+    if first is None or last is None:
+        return True  # a ``case`` has no position of its own
+    return marked[min(last, len(marked) - 1)] > marked[max(first - 1, 0)]
 
 
 def _type_checking_test(test: ast.expr) -> bool | None:

@@ -1,7 +1,8 @@
 """The static P1-3 check: scan a target's source roots for v2 imports outside the bridge.
 
-:func:`scan_v2_usage` parses every ``.py`` file under the roots, asks
-:mod:`.imports` for the v2 imports of each, and returns what it found as a
+:func:`scan_v2_usage` reads every ``.py`` file under the roots, parses those
+:mod:`.prefilter` says may hold a finding, asks :mod:`.imports` for the v2
+imports of each, and returns what it found as a
 :class:`V2ScanResult`; :func:`format_violations` words a result for the user.
 Only the bridge modules and the v2 modules themselves may import v2. Dynamic
 imports whose module name is not a literal are listed as *unresolved*
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Final
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._v2.imports import Hit, find_v2_imports, may_import_dynamically
 from pytest_quantum_p1._v2.modules import IgnoredImports, ModuleSet, bridge_list, within
-from pytest_quantum_p1._v2.sources import python_files
+from pytest_quantum_p1._v2.prefilter import Prefilter
+from pytest_quantum_p1._v2.sources import module_files
 
 if TYPE_CHECKING:
     from pytest_quantum_p1._target import V2Rules
@@ -134,6 +136,8 @@ def scan_v2_usage(
     v2_modules: Sequence[str],
     bridge_modules: Sequence[str],
     ignore_imports: Sequence[str] = (),
+    *,
+    parse_all: bool = True,
 ) -> V2ScanResult:
     """Find every place outside the bridge that reaches a v2 module.
 
@@ -147,10 +151,19 @@ def scan_v2_usage(
     blocks, except imports an ``ignore_imports`` entry (import-linter's
     ``"importer -> imported"``, see :func:`.modules.ignore_pattern`) allows.
 
+    Only files whose text may hold a finding are parsed into a tree
+    (:class:`.prefilter.Prefilter`); the findings are the same as parsing
+    every file. ``parse_all`` (the default) still has every other file
+    compiled, so one that does not parse is listed in
+    :attr:`V2ScanResult.errors`; ``parse_all=False`` leaves them unread
+    beyond the text test, which is what makes a large tree fast: a file
+    that cannot spell a v2 import imports no v2, whether it parses or not.
+
     Never raises for a bad file: unreadable or unparsable files, and missing
     roots, are listed in :attr:`V2ScanResult.errors`.
     """
     v2 = ModuleSet(v2_modules)
+    prefilter = Prefilter(v2_modules)
     ignores = IgnoredImports(ignore_imports)
     ignored = 0
     violations: list[V2Violation] = []
@@ -166,15 +179,16 @@ def scan_v2_usage(
             if not root.exists():
                 errors.append(V2FileError(root, _messages.V2_SOURCE_ROOT_MISSING))
                 continue
-            for path, module in python_files(root):
-                key = os.path.realpath(path)
-                if key in seen:  # overlapping roots
+            for found in module_files(root):
+                if found.key in seen:  # overlapping roots
                     continue
-                seen.add(key)
+                seen.add(found.key)
                 files += 1
-                # Allowed importers are still parsed: one that does not parse is an error.
+                module = found.module
+                # Allowed importers are not checked, but with ``parse_all`` one that does
+                # not parse is an error.
                 is_allowed = within(module, bridge_modules) or within(module, v2_modules)
-                outcome = _scan_file(path, module, v2, check=not is_allowed)
+                outcome = _scan_file(found.path, module, v2, prefilter, is_allowed, parse_all)
                 if isinstance(outcome, V2FileError):
                     errors.append(outcome)
                     continue
@@ -183,12 +197,20 @@ def scan_v2_usage(
                         ignored += 1
                     elif hit.module is None:
                         unresolved.append(
-                            V2Unresolved(path, hit.line, module, hit.how, text, hit.reason)
+                            V2Unresolved(
+                                Path(found.path), hit.line, module, hit.how, text, hit.reason
+                            )
                         )
                     else:
                         violations.append(
                             V2Violation(
-                                path, hit.line, module, hit.module, hit.how, text, hit.type_checking
+                                Path(found.path),
+                                hit.line,
+                                module,
+                                hit.module,
+                                hit.how,
+                                text,
+                                hit.type_checking,
                             )
                         )
     return V2ScanResult(
@@ -202,34 +224,59 @@ def scan_v2_usage(
 
 
 def _scan_file(
-    path: Path, module: str, v2: ModuleSet, check: bool
+    path: str, module: str, v2: ModuleSet, prefilter: Prefilter, is_allowed: bool, parse_all: bool
 ) -> V2FileError | list[tuple[Hit, str]]:
     """The hits in one file with their source lines, or why it could not be scanned."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except OSError as exc:
-        return V2FileError(path, _messages.V2_FILE_UNREADABLE.format(error=exc.strerror or exc))
+        return V2FileError(
+            Path(path), _messages.V2_FILE_UNREADABLE.format(error=exc.strerror or exc)
+        )
+    is_package = os.path.basename(path) == "__init__.py"
+    if is_allowed or not prefilter.needs_parse(data, module, is_package):
+        if parse_all and not _compiles(data, path):
+            parsed = _parse(data, path)  # the parser has the last word, and words the error
+            if isinstance(parsed, V2FileError):
+                return parsed
+        return []
+    tree = _parse(data, path)
+    if isinstance(tree, V2FileError):
+        return tree
+    deep = may_import_dynamically(data)
+    # Non-ASCII names may be spelt otherwise than the tree has them: walk it all.
+    lines = _source_lines(data) if deep and data.isascii() else None
+    hits = find_v2_imports(tree, module, is_package, v2, deep, lines)
+    if not hits:
+        return []
+    if lines is None:
+        lines = _source_lines(data)
+    return [
+        (hit, lines[hit.line - 1].strip() if 0 < hit.line <= len(lines) else "") for hit in hits
+    ]
+
+
+def _compiles(data: bytes, path: str) -> bool:
+    """``data`` compiles: then it parses (the cheaper check: no Python objects per node)."""
     try:
-        tree = ast.parse(data, filename=str(path))
+        compile(data, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False  # maybe only the compiler's objection: the parser decides
+    return True
+
+
+def _parse(data: bytes, path: str) -> ast.Module | V2FileError:
+    try:
+        return ast.parse(data, filename=path)
     except SyntaxError as exc:
         if exc.lineno:
             message = _messages.V2_FILE_UNPARSABLE_AT.format(line=exc.lineno, error=exc.msg)
         else:
             message = _messages.V2_FILE_UNPARSABLE.format(error=exc.msg)
-        return V2FileError(path, message)
+        return V2FileError(Path(path), message)
     except (ValueError, RecursionError, MemoryError) as exc:
-        return V2FileError(path, _messages.V2_FILE_UNPARSABLE.format(error=exc))
-    if not check:
-        return []
-    hits = find_v2_imports(
-        tree, module, path.name == "__init__.py", v2, deep=may_import_dynamically(data)
-    )
-    if not hits:
-        return []
-    lines = _source_lines(data)
-    return [
-        (hit, lines[hit.line - 1].strip() if 0 < hit.line <= len(lines) else "") for hit in hits
-    ]
+        return V2FileError(Path(path), _messages.V2_FILE_UNPARSABLE.format(error=exc))
 
 
 _NEWLINE: Final = re.compile(r"\r\n|\r|\n")

@@ -185,9 +185,18 @@ def test_an_interrupted_run_leaves_every_key_as_it_was(
                 time.sleep(0.05)  # polling the server: the run says nothing when it starts
         run.send_signal(signal.SIGINT)
         output, _ = run.communicate(timeout=INTERRUPT_WAIT_S)
-    assert run.returncode == pytest.ExitCode.INTERRUPTED, output.decode()[-3000:]
+    text = output.decode(errors="replace")
+    if not _cpython_ast_bug(text):
+        assert run.returncode == pytest.ExitCode.INTERRUPTED, text[-3000:]
+    # Whatever the exit looked like, the server is as it was.
     production.assert_untouched()
     production.assert_published_only_probe_names()
+
+
+def _cpython_ast_bug(output: str) -> bool:
+    # CPython gh-106905 (fixed in 3.11.8): pytest formatting the KeyboardInterrupt
+    # can die with this SystemError; the exit code is then not pytest's. Not ours.
+    return sys.version_info < (3, 11, 8) and "AST constructor recursion depth mismatch" in output
 
 
 def test_a_namespace_whose_token_a_key_holds_is_not_taken(url: str) -> None:
