@@ -429,16 +429,9 @@ def v2_usage(p1_target: P1Target) -> V2ScanResult:
     ``.ok``, ``.violations`` (file, line, importer, module, how), ``.unresolved``
     dynamic imports, ``.errors``; ``_v2.format_violations(result, rules)`` words it.
     """
-    from pytest_quantum_p1._v2 import scan_v2_usage
+    from pytest_quantum_p1._v2 import scan_target_rules
 
-    rules = p1_target.v2
-    return scan_v2_usage(
-        rules.source_roots,
-        rules.v2_modules,
-        rules.bridge_modules,
-        rules.ignore_imports,
-        parse_all=False,
-    )
+    return scan_target_rules(p1_target.v2)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from pytest_quantum_p1._acceptance.verdict import bullets, fail
 if TYPE_CHECKING:
     from pytest_quantum_p1._clock import VirtualClock
     from pytest_quantum_p1._harness import ControlledPubSub, PolicyCluster, PolicyClusterFactory
+    from pytest_quantum_p1._harness.figures import ClusterStats
     from pytest_quantum_p1._latency import LatencyStats
     from pytest_quantum_p1._options import P1Settings, Workload
     from pytest_quantum_p1._redis.source import RedisFactory
@@ -459,7 +460,7 @@ def criterion_invalidation(
     name = probe_name("inv")
     rounds = max(8, 2 * instances)
 
-    def record_measured(updates: int) -> None:
+    def record_measured(updates: int) -> ClusterStats:
         # Recorded before any verdict too: a failing run still shows what was measured.
         stats = cluster.stats()
         found = cluster.propagation()
@@ -477,6 +478,7 @@ def criterion_invalidation(
         _p1_criterion.series = {
             "propagation_p99_ms": [percentile(ms, 99) if ms else math.nan for ms in per_instance_ms]
         }
+        return stats
 
     for k in range(rounds):
         if k:  # warm every instance, so a missed invalidation shows as a stale read
@@ -501,8 +503,7 @@ def criterion_invalidation(
                 *_why_not_converged(cluster, name, value),
                 _messages.ACCEPTANCE_READ_MORE,
             )
-    record_measured(rounds)
-    stats = cluster.stats()
+    stats = record_measured(rounds)
     p99 = stats.propagation_p99_ms or 0.0
     summary = (
         _messages.P1_2_INVALIDATION_SUMMARY_PROCESSES

@@ -104,7 +104,7 @@ def criterion_files_removed(p1_target: P1Target, _p1_criterion: CriterionRecord)
 
 def criterion_no_direct_imports(p1_target: P1Target, _p1_criterion: CriterionRecord) -> None:
     """Nothing but the bridge imports v2."""
-    from pytest_quantum_p1._v2 import format_violations, python_files, scan_v2_usage, within
+    from pytest_quantum_p1._v2 import format_violations, python_files, scan_target_rules, within
 
     rules = p1_target.v2
     _p1_criterion.summary = _messages.P1_3_IMPORTS_UNCHECKED_SUMMARY.format(files=0)
@@ -114,15 +114,7 @@ def criterion_no_direct_imports(p1_target: P1Target, _p1_criterion: CriterionRec
             _messages.P1_3_NO_V2_MODULES_FIX,
             _messages.ACCEPTANCE_READ_MORE,
         )
-    # Only files whose text could import v2 are parsed: a file that cannot spell a
-    # v2 import imports no v2, parsed or not (about 7x faster on 2,400 files).
-    result = scan_v2_usage(
-        rules.source_roots,
-        rules.v2_modules,
-        rules.bridge_modules,
-        rules.ignore_imports,
-        parse_all=False,
-    )
+    result = scan_target_rules(rules)
     _p1_criterion.figures = {
         "files_scanned": result.files_scanned,
         "violations": len(result.violations),

@@ -46,6 +46,7 @@ from pytest_quantum_p1._v2.scan import (
     V2Unresolved,
     V2Violation,
     format_violations,
+    scan_target_rules,
     scan_v2_usage,
 )
 from pytest_quantum_p1._v2.sources import python_files
@@ -75,6 +76,7 @@ __all__ = [
     "homeless",
     "load_engine_class",
     "python_files",
+    "scan_target_rules",
     "scan_v2_usage",
     "within",
 ]

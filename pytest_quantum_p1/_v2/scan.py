@@ -131,6 +131,21 @@ class V2ScanResult:
         return not self.violations and not self.errors
 
 
+def scan_target_rules(rules: V2Rules) -> V2ScanResult:
+    """The scan of a target's :class:`~pytest_quantum_p1.V2Rules`, as ``P1-3.no-direct-imports`` and ``v2_usage`` run it.
+
+    Only files whose text could import v2 are parsed (``parse_all=False``): a
+    file that cannot spell a v2 import imports no v2, parsed or not.
+    """
+    return scan_v2_usage(
+        rules.source_roots,
+        rules.v2_modules,
+        rules.bridge_modules,
+        rules.ignore_imports,
+        parse_all=False,
+    )
+
+
 def scan_v2_usage(
     source_roots: Sequence[Path],
     v2_modules: Sequence[str],
