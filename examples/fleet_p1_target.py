@@ -1,7 +1,7 @@
 """fleet as a pytest-quantum-p1 target: ``--p1-target=fleet_p1_target:TARGET``, ``examples/`` on the path.
 
-Written from the README alone; nothing in ``fleet`` changes for it. What each
-criterion makes of it: ``tests/examples/test_fleet_acceptance.py``.
+Written from the README alone; nothing in ``fleet`` changes for it (verdicts:
+``tests/examples/test_fleet_acceptance.py``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ import functools
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import redis.asyncio
 from fleet import events
 from fleet.cache import policies
 from fleet.federation.bridge import V2Bridge
@@ -23,7 +21,15 @@ from fleet.models.shadow import ShadowRunner
 from fleet.ops.modes import ModeService
 from fleet.safety.governor import Governor
 
-from pytest_quantum_p1 import Bus, Clock, EmitterBus, P1Target, RequiredEvent, V2Rules, json_record
+from pytest_quantum_p1 import (
+    Bus,
+    EmitterBus,
+    P1Target,
+    RequiredEvent,
+    V2Rules,
+    from_url,
+    json_record,
+)
 
 ROOT = Path(events.__file__).resolve().parent
 _REMOVED = ("protocol", "consensus", "node_discovery", "heartbeat")
@@ -49,12 +55,12 @@ async def _change_level(bus: Bus) -> Mapping[str, Any]:
     return {"old_level": 1, "new_level": 3, "reason": "manual_override"}
 
 
-async def _complete_shadow_test(bus: Bus) -> Mapping[str, Any]:
+async def _shadow_test(bus: Bus) -> Mapping[str, Any]:
     await ShadowRunner(_E).complete("momentum-v7", [0.1, 0.2], [0.1, 0.2])
     return {"model_id": "momentum-v7", "verdict": "pass", "samples": 2}
 
 
-async def _change_node_status(bus: Bus) -> Mapping[str, Any]:
+async def _node_status(bus: Bus) -> Mapping[str, Any]:
     bridge = V2Bridge(_E)  # the bridge: the only sanctioned builder of the v2 engine
     _state.set(lambda: {"new_status": bridge.engine.node_status.get("n1")})
     await bridge.engine.update_node_status("n1", "up")
@@ -83,44 +89,19 @@ def _event(name: str, fields: str, action: Any) -> RequiredEvent:
     return RequiredEvent(name, fields_, action, announced_state=lambda: _state.get()())
 
 
-# PolicyCache builds its own client from a URL in initialize(); the harness hands each
-# store a client. Until the harness takes a URL factory, from_url returns that client.
-_clients: list[redis.asyncio.Redis] = []
-
-
-def _from_url(url: str, **options: Any) -> redis.asyncio.Redis:
-    return _clients.pop() if _clients else redis.asyncio.from_url(url, **options)
-
-
-setattr(policies, "aioredis", SimpleNamespace(from_url=_from_url))  # noqa: B010
-
-
-class _Cache(policies.PolicyCache):
-    def __init__(self, client: redis.asyncio.Redis, clock: Clock) -> None:
-        super().__init__("redis://harness", ttl=10.0, clock=clock)
-        self.harness_client = client
-
-    async def initialize(self) -> None:
-        _clients.append(self.harness_client)  # taken by from_url before the first await
-        await super().initialize()
-
-
 TARGET = P1Target(
     name="fleet",
     bus=lambda: _BUS,
     required_events=(
         _event("ai.hfos.mode_changed", "old_mode new_mode", _change_mode),
         _event("safety.governor.level_changed", "old_level new_level reason", _change_level),
-        _event(
-            "model.shadow_test.completed", "model_id verdict metrics samples", _complete_shadow_test
-        ),
-        _event(
-            "federation.node.status_changed", "node_id old_status new_status", _change_node_status
-        ),
+        _event("model.shadow_test.completed", "model_id verdict metrics samples", _shadow_test),
+        _event("federation.node.status_changed", "node_id old_status new_status", _node_status),
     ),
     monitor_logger="fleet.monitor",
     monitor_record=json_record(),  # fleet.monitor logs {"event": ..., "payload": ...} lines
-    store_factory=_Cache,
+    # PolicyCache builds its own client from the URL it is given: the URL form.
+    store_factory=from_url(lambda url, clock: policies.PolicyCache(url, clock=clock)),
     policy_ttl=10.0,
     invalidation_channel=policies.CHANNEL,
     cache_counters=lambda cache: (cache.hits, cache.misses),

@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_quantum_p1._clock import VirtualClock
+    from pytest_quantum_p1._clock import RealClock, VirtualClock
     from pytest_quantum_p1._events import ANY, EventRecorder, RecordedEvent, UnknownEventName
     from pytest_quantum_p1._harness.cluster import (
         ClusterTimeout,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         Emitter,
         EmitterBus,
         EventHandler,
+        FromURL,
         MonitorReader,
         P1Target,
         PolicyStore,
@@ -55,7 +56,9 @@ if TYPE_CHECKING:
         StoreFactory,
         TargetError,
         Timing,
+        UrlStoreFactory,
         V2Rules,
+        from_url,
         json_record,
         load_target,
     )
@@ -74,6 +77,7 @@ __all__ = [
     "EmitterBus",
     "EventHandler",
     "EventRecorder",
+    "FromURL",
     "InvalidationError",
     "InvalidationMachine",
     "LatencyRecorder",
@@ -88,6 +92,7 @@ __all__ = [
     "PolicyCluster",
     "PolicyClusterFactory",
     "PolicyStore",
+    "RealClock",
     "RecordedEvent",
     "RedisFactory",
     "RedisURL",
@@ -96,6 +101,7 @@ __all__ = [
     "TargetError",
     "Timing",
     "UnknownEventName",
+    "UrlStoreFactory",
     "V2Construction",
     "V2Guard",
     "V2Rules",
@@ -103,6 +109,7 @@ __all__ = [
     "V2Violation",
     "VirtualClock",
     "check_no_stale_reads",
+    "from_url",
     "json_record",
     "load_target",
     "machine_for",
@@ -125,6 +132,7 @@ _LAZY: dict[str, str] = {
             "Emitter",
             "EmitterBus",
             "EventHandler",
+            "FromURL",
             "MonitorReader",
             "P1Target",
             "PolicyStore",
@@ -133,7 +141,9 @@ _LAZY: dict[str, str] = {
             "StoreFactory",
             "TargetError",
             "Timing",
+            "UrlStoreFactory",
             "V2Rules",
+            "from_url",
             "json_record",
             "load_target",
         ),
@@ -150,6 +160,7 @@ _LAZY: dict[str, str] = {
     "P1Settings": "_options",
     "parse_duration": "_units",
     "VirtualClock": "_clock",
+    "RealClock": "_clock",
     "PolicyCluster": "_harness.cluster",
     "ClusterStats": "_harness.figures",
     "ClusterTimeout": "_harness.cluster",

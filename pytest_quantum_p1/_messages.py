@@ -39,7 +39,7 @@ NO_TARGET = (
     "quantum-p1: no target to check. Name your backend's P1Target with "
     "--p1-target=package.module:attr or the ini key p1_target (the harness never picks "
     "one for you); --p1-target=reference checks the bundled example backend.\n"
-    "See README.md, section 'Pointing the harness at your backend'."
+    "See https://github.com/pytest-quantum-p1/pytest-quantum-p1#pointing-the-harness-at-your-backend"
 )
 
 TARGET_LOAD_FAILED = (
@@ -47,7 +47,7 @@ TARGET_LOAD_FAILED = (
     "Name a module attribute holding a pytest_quantum_p1.P1Target (or a "
     "zero-argument callable returning one) with --p1-target or the ini key "
     "p1_target, as 'package.module:attr'.\n"
-    "See README.md, section 'Pointing the harness at your backend'."
+    "See https://github.com/pytest-quantum-p1/pytest-quantum-p1#pointing-the-harness-at-your-backend"
 )
 
 #: The one ``module:attr`` resolver's texts (targets, store factories, the v2 engine class).
@@ -119,7 +119,7 @@ MARKER_PUBLISHES_MISUSE = (
     "name an event name (str), got publishes({args})"
 )
 
-EVENTS_READ_MORE = "See README.md, section 'p1_events'."
+EVENTS_READ_MORE = "See https://github.com/pytest-quantum-p1/pytest-quantum-p1#p1_events"
 
 # --- latency ------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ LATENCY_TUNE = (
     "Compare another percentile with assert_below(budget, percentile='p50'), or "
     "change the budget (the acceptance run reads --p1-latency-budget / p1_latency_budget)."
 )
-LATENCY_READ_MORE = "See README.md, section 'Latency'."
+LATENCY_READ_MORE = "See https://github.com/pytest-quantum-p1/pytest-quantum-p1#latency"
 LATENCY_LABEL_TAKEN = "latency label {label!r} was already used in this test; pass a unique label="
 LATENCY_IN_RUNNING_LOOP = (
     "measure_latency() cannot start an event loop inside a running one: in async "
@@ -146,7 +146,7 @@ LATENCY_MEASURED = (
 # --- P1-3 federation v2 (_v2: scan, guard, files and docs) ---------------------
 
 #: Where the user reads about P1-3 (a README anchor).
-V2_READ_MORE = "See README.md, section 'P1-3: federation v2' (README.md#p1-3-federation-v2)."
+V2_READ_MORE = "See https://github.com/pytest-quantum-p1/pytest-quantum-p1#p1-3-federation-v2"
 #: Said of a v2 import under ``if TYPE_CHECKING:`` (it never runs, but still counts).
 V2_TYPE_CHECKING_ONLY = "TYPE_CHECKING only"
 #: Stands for the bridge list in a fix line when the target names no bridge.
@@ -208,7 +208,7 @@ V2_DOC_PHRASE_MISSING = "{doc}: does not mention {phrase!r}"
 # --- acceptance run (--p1) ---------------------------------------------------
 
 #: The last line of every criterion's failure message.
-ACCEPTANCE_READ_MORE = "See README.md#the-acceptance-run for what each criterion proves."
+ACCEPTANCE_READ_MORE = "See https://github.com/pytest-quantum-p1/pytest-quantum-p1#the-acceptance-run for what each criterion proves."
 #: The last bullet when a list of findings is cut short.
 ACCEPTANCE_BULLETS_MORE = "  - ... and {count} more"
 
@@ -229,6 +229,9 @@ ACCEPTANCE_CRITERION_TITLES = {
     "P1-2.ttl": "entries expire after the TTL",
     "P1-2.invalidation": "every instance converges after an update on any one",
     "P1-2.no-stale-reads": "property-based search finds no stale read",
+    "P1-2.cluster-shards": "on a Redis Cluster, instances converge after updates on every shard",
+    "P1-2.cluster-failover": "on a Redis Cluster, no stale read after a failover of every master",
+    "P1-2.cluster-node-loss": "on a Redis Cluster, losing the subscriptions' node flushes and resubscribes in time",
     "P1-3.files-removed": "the legacy v2 files are removed",
     "P1-3.no-direct-imports": "nothing but the bridge imports v2",
     "P1-3.deprecation-warning": "the v2 engine warns DeprecationWarning at its caller",
@@ -1431,4 +1434,181 @@ UNUSED_REDIS_BINARY_WITHOUT_SERVER = (
 NOT_SUBSCRIBED_BARRIER_TUNE = (
     "The stores' invalidations travel on that channel (P1Target.invalidation_channel); the "
     "harness publishes nothing there itself."
+)
+
+# -- the URL form of store factories and the wire member (issue 13, lead) -----------------
+FROM_URL_NOT_CALLABLE = "from_url() takes a callable (url, clock) -> store, got a {got}"
+WIRE_UPSTREAM_TLS = (
+    "stores of the URL form are observed through a plain-TCP proxy of the harness's own; "
+    "{url} uses TLS: point --p1-redis at a non-TLS Redis for the acceptance run"
+)
+WIRE_FAKE_NEEDS = (
+    "stores of the URL form on fakeredis need fakeredis >= {needed} (its TCP server with "
+    "pub/sub pushes and RESP3); {found} is installed: upgrade it, or use --p1-redis=server"
+)
+
+# --- Redis Cluster: the private cluster and --p1-redis=cluster (issue 15, harness side) ---
+REDIS_CLUSTER_NOT_READY = (
+    "the private Redis Cluster did not form within {timeout}s (every node cluster_state:ok, "
+    "every replica in sync)"
+)
+REDIS_CLUSTER_BOOTSTRAP_FAILED = "could not bootstrap the private Redis Cluster: {error}"
+REDIS_CLUSTER_NODE_NOT_BACK = (
+    "cluster node 127.0.0.1:{port} did not see the cluster ok after restart"
+)
+REDIS_CLUSTER_NO_REPLICA = "master 127.0.0.1:{port} has no running replica to fail over to"
+REDIS_CLUSTER_FAILOVER_TIMEOUT = (
+    "CLUSTER FAILOVER of master 127.0.0.1:{port} to its replica 127.0.0.1:{replica} did not "
+    "finish within {timeout}s"
+)
+REDIS_CLUSTER_ALL_DOWN = "every node of the private Redis Cluster is down"
+REDIS_CLUSTER_SHAPE = (
+    "a cluster needs at least 1 master and 0 or more replicas each, not "
+    "masters={masters}, replicas_per_master={replicas}"
+)
+WIRE_MEMBER_NOT_STARTED = (
+    "{label}'s store is built when the cluster starts it (its proxy's URL exists then)"
+)
+WIRE_WHERE_HELD = "{count} push(es) held at the proxy, not forwarded"
+WIRE_WHERE_NOT_SUBSCRIBED = "no open connection of the store is subscribed to {target}"
+WIRE_WHERE_FORWARDED = (
+    "the barrier did not come back: {count} push(es) forwarded so far "
+    "(what the store did with them is not visible on the wire)"
+)
+WIRE_STATE_NO_CONNECTION = "no open connection"
+WIRE_STATE_LISTENING = "{count} open connection(s) subscribed to {target}"
+WIRE_STATE_NOT_LISTENING = "{count} open connection(s), none subscribed to {target}"
+CLUSTER_INSTANCE_NOT_WIRE = (
+    "{label} uses the harness's client (a store of the client form): it has no wire proxy"
+)
+REDIS_CLUSTER_REDIS_PY_TOO_OLD = (
+    "a Redis Cluster needs redis-py >= {needed} (its asyncio RedisCluster has pubsub() from "
+    "{needed}); redis-py {installed} is installed: pip install 'redis>={needed}'"
+)
+NOT_CONVERGED_TUNE_WIRE = (
+    "settle() had returned, so every invalidation Redis sent was forwarded to the store, "
+    "and each instance was read again for {serve:.1f} s: these values are not in flight; "
+    "the store kept or re-cached them. If the store is meant to converge by TTL only, "
+    "advance the injected clock past it before asserting."
+)
+EXPECT_REDIS_CLUSTER = (
+    "'cluster' (a private Redis Cluster) or a Redis Cluster node's URL, "
+    "redis+cluster://host:port or rediss+cluster://host:port (database 0 only)"
+)
+HEADER_REDIS_CLUSTER_PRIVATE = (
+    "cluster (private, {nodes} nodes: {masters} masters + {replicas} replicas)"
+)
+HEADER_REDIS_CLUSTER_URL = "cluster {url}{nodes}"
+HEADER_REDIS_CLUSTER_NODES = " ({nodes} nodes)"
+HEADER_REDIS_CLUSTER_OWNED = " (owned: every master emptied before each test)"
+#: --p1-redis=redis://... answered by a cluster node: keys on other nodes would read as redirects.
+REDIS_URL_IS_CLUSTER_NODE = (
+    "{source}: {url} is a node of a Redis Cluster (INFO cluster: cluster_enabled:1). A plain "
+    "client on one node sees only its slots: every other key is a MOVED redirect. Name the "
+    "cluster instead: {option}={suggestion}"
+)
+#: --p1-redis=redis+cluster://... answered by a server that is not in cluster mode.
+REDIS_CLUSTER_URL_NOT_CLUSTER = (
+    "{source}: {url} is not a Redis Cluster node (INFO cluster: cluster_enabled:0). For a "
+    "single server use {option}={suggestion}"
+)
+REDIS_CLUSTER_UNAVAILABLE = (
+    "quantum-p1: --p1-redis=cluster needs a private Redis Cluster (6 redis-server processes): "
+    "{error}"
+)
+#: A pytest header line for a redis+cluster:// URL: what its node said.
+HEADER_REDIS_CLUSTER_SEEN = "quantum-p1: redis cluster of {nodes} nodes ({masters} masters)"
+
+# --- the state machine on the wire (issue 13, helper D): URL-form stores behind proxies ---
+MACHINE_WIRE_WHERE = (
+    "no open connection of it is subscribed to {target} again ({held} push(es) held at its "
+    "proxy; on the wire only its connections are visible, not its tasks)"
+)
+MACHINE_WIRE_NO_TCP = (
+    "the stores' Redis is reached through a Unix socket ({path}): a store of the URL form is "
+    "given a proxy's TCP address, so the machine needs a Redis on TCP (give redis_url=...)"
+)
+MACHINE_WIRE_SERVED = (
+    "  judged on the wire: what Redis sent this instance was forwarded (or held, as above), "
+    "then it was read again for {seconds:g}s (settle_timeout) and kept serving this; the "
+    "wire shows what a store was sent and what it serves, not what it did with a message"
+)
+
+# --- stores that keep time themselves (issue 13 item 3, helper E): P1Target.real_time ---
+TARGET_REAL_TIME_TTL = (
+    "P1Target.real_time is set, so policy_ttl is in real seconds, and it is {ttl!r}: it must be "
+    "> 0 and at most {maximum:g} s, because every TTL the checks wait out (expiry, cold reads, "
+    "counters, the hit-rate run over 30 TTLs) is waited for real. Give the store a short TTL "
+    "for the run, e.g. read it from an environment variable in the adapter "
+    "(policy_ttl=float(os.environ.get('POLICY_TTL_S', '0.5')), the store built with it)."
+)
+#: The wording of a time-driven summary, appended where time was real.
+REAL_TIME_NOTE = " (real time: the store keeps its own clock)"
+P1_2_HIT_RATE_REAL_TIME_SUMMARY = (
+    "hit rate {hit_rate:.1%} over {periods:.0f} TTL periods in real time ({wall_s:.1f} s; "
+    "{reads} reads, {storage_reads} from storage)"
+)
+P1_2_HIT_RATE_REAL_TIME_TOO_LOW = (
+    "hit rate {hit_rate:.1%} is not above {minimum:.0%} over {periods:.0f} TTL periods in real "
+    "time ({wall_s:.1f} s, the store keeping its own clock): {storage_reads} of {reads} reads "
+    "went to Redis (counted by the harness)."
+)
+P1_2_HIT_RATE_REAL_TIME_WORKLOAD = (
+    "Workload: {minutes:g} min of {policies} policies, {reads_per_s:g} reads/s and "
+    "{updates_per_min:g} updates/min over {instances} instances, run in {planned_s:g} s of "
+    "real time: every read and update made, while {periods:.0f} TTLs of {ttl:g} s passed."
+)
+P1_2_TTL_REAL_TIME_SLOW = (
+    "the TTL could not be checked in real time: the read meant for half the TTL came "
+    "{elapsed:.3f} s after the entry was cached, past the whole TTL of {ttl:g} s (the machine "
+    "or the store was too slow between the two reads). Raise policy_ttl (at most {maximum:g} s)."
+)
+
+# -- P1-2 on a Redis Cluster (_acceptance/p1_2_cluster.py) ----------------------------------
+P1_2_CLUSTER_NOT_OURS = (
+    "needs the harness's own cluster (--p1-redis=cluster): on a cluster given by URL the "
+    "harness may not fail over or kill nodes"
+)
+P1_2_CLUSTER_NOT_CONVERGED = "on the Redis Cluster, {where}, not every instance converged:"
+P1_2_CLUSTER_WHERE_SHARDS = "after updates whose keys span the masters"
+P1_2_CLUSTER_WHERE_FAILOVER = "after a failover of every master under a steady update stream"
+P1_2_CLUSTER_WHERE_NODE_LOSS = "after the node holding the subscriptions died"
+P1_2_CLUSTER_FIX = (
+    "Publish every invalidation with classic PUBLISH (the cluster bus carries it to every "
+    "node), and on a lost link drop the cache, ask the cluster for its topology again and "
+    "subscribe on a node that answers."
+)
+P1_2_CLUSTER_SHARDS_SUMMARY = (
+    "{instances} instances converged after updates of {names} policies with keys on "
+    "{spread} of {masters} masters; propagation p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+)
+P1_2_CLUSTER_FAILOVER_SUMMARY = (
+    "{failovers} failovers (slowest {slowest:.2f} s) under {updates} updates ({refused} refused "
+    "during them); no instance served an older value afterwards"
+)
+P1_2_CLUSTER_NO_SUBSCRIBER = (
+    "no cluster node has a subscriber on {channel!r}: the instances do not listen for "
+    "invalidations on the cluster"
+)
+P1_2_CLUSTER_NOT_RESUBSCRIBED = (
+    "after node {port}, which held the subscriptions, was killed, not every instance was "
+    "subscribed again within {allowed:.2f} s (the cluster's failover took {failover:.2f} s, plus 1 s):"
+)
+P1_2_CLUSTER_RESUBSCRIBE_FIX = (
+    "On a lost link, drop the cache, refresh the cluster topology and subscribe on any node "
+    "that answers (not only the slot owner), without waiting for read traffic."
+)
+P1_2_CLUSTER_KEPT_CACHE = (
+    "instance(s) {instances} served their cached copy after node {port}, which held their "
+    "subscriptions, died: what was published while they had no link is lost, so the cache "
+    "must be dropped on a lost link."
+)
+P1_2_CLUSTER_NODE_LOSS_SUMMARY = (
+    "node {port} (the subscriptions') killed: every instance dropped its cache and was "
+    "subscribed again {slowest:.2f} s later (the cluster's failover took {failover:.2f} s)"
+)
+ACCEPTANCE_CHART_HIT_RATE_X_REAL = "real time (s)"
+CLUSTER_INSTANCE_ON_THE_WIRE = (
+    "{label} is a store of the URL form, observed on the wire: use cluster.wire(i) "
+    "(its proxy) or cluster.controls(i) / cluster.observer(i)"
 )

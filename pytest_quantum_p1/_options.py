@@ -113,7 +113,11 @@ MARKERS = (
     "outside the bridge modules while it runs (quantum-p1)",
 )
 
-RedisMode = Literal["fake", "server", "url"]
+RedisMode = Literal["fake", "server", "url", "cluster", "cluster-url"]
+#: ``--p1-redis=cluster``: a private Redis Cluster of this shape (masters, replicas each).
+CLUSTER_SHAPE = (3, 1)
+#: The scheme suffix that marks an external Redis Cluster: ``redis+cluster://host:port``.
+CLUSTER_SCHEME_SUFFIX = "+cluster"
 
 
 @dataclass(frozen=True)
@@ -195,11 +199,16 @@ class P1Settings:
 
     @property
     def redis_mode(self) -> RedisMode:
-        """``"fake"``, ``"server"`` or ``"url"``."""
+        """``"fake"``, ``"server"``, ``"url"``, ``"cluster"`` (a private one) or
+        ``"cluster-url"`` (``redis+cluster://``)."""
         if self.redis == "fake":
             return "fake"
         if self.redis == "server":
             return "server"
+        if self.redis == "cluster":
+            return "cluster"
+        if isinstance(self.redis, RedisURL) and is_cluster_url(self.redis.reveal()):
+            return "cluster-url"
         return "url"
 
 
@@ -223,9 +232,11 @@ def register_options(parser: pytest.Parser) -> None:
         OPT_REDIS,
         dest=INI_REDIS,
         default=None,
-        metavar="fake|server|URL",
+        metavar="fake|server|cluster|URL",
         help="Redis for the fixtures: 'fake' (fakeredis, the default), 'server' (a private "
-        "redis-server on a free loopback port) or a redis:// / rediss:// URL (never flushed; "
+        "redis-server on a free loopback port), 'cluster' (a private Redis Cluster, 3 masters "
+        "+ 3 replicas on free loopback ports), a redis:// / rediss:// URL, or a Redis Cluster "
+        "by the URL of one node: redis+cluster:// / rediss+cluster:// (URLs are never flushed; "
         "the harness writes only keys holding a namespace of its own, and removes them). "
         f"ini: {INI_REDIS}",
     )
@@ -242,7 +253,7 @@ def register_options(parser: pytest.Parser) -> None:
         dest=INI_REDIS_BINARY,
         default=None,
         metavar="PATH",
-        help="the redis-server executable for --p1-redis=server (default: redis-server "
+        help="the redis-server executable for --p1-redis=server or cluster (default: redis-server "
         f"on PATH). ini: {INI_REDIS_BINARY}",
     )
     group.addoption(
@@ -410,6 +421,9 @@ def _parse_redis(value: object, source: str) -> str | RedisURL:
     text = value.strip()
     if text in ("fake", "server"):
         return text
+    cluster = _parse_redis_cluster(text, source)
+    if cluster is not None:
+        return cluster
     # Quoted masked: a value that does not parse may hold a password anywhere.
     shown = redact_value(text)
     try:
@@ -419,6 +433,32 @@ def _parse_redis(value: object, source: str) -> str | RedisURL:
         raise _usage_error(source, _messages.EXPECT_REDIS, shown) from None
     if parts.scheme not in ("redis", "rediss") or not parts.netloc:
         raise _usage_error(source, _messages.EXPECT_REDIS, shown)
+    return RedisURL(text)
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster: ``redis+cluster://`` or ``rediss+cluster://``."""
+    return url.partition("://")[0].lower().endswith(CLUSTER_SCHEME_SUFFIX)
+
+
+def _parse_redis_cluster(text: str, source: str) -> str | RedisURL | None:
+    """``cluster``, or a ``redis+cluster://`` / ``rediss+cluster://`` URL; ``None``: neither."""
+    if text == "cluster":
+        return text
+    if not is_cluster_url(text):
+        return None
+    shown = redact_value(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        raise _usage_error(source, _messages.EXPECT_REDIS_CLUSTER, shown) from None
+    base = parts.scheme.lower().removesuffix(CLUSTER_SCHEME_SUFFIX)
+    if base not in ("redis", "rediss") or not parts.hostname:
+        raise _usage_error(source, _messages.EXPECT_REDIS_CLUSTER, shown)
+    if parts.path.strip("/") not in ("", "0"):
+        # A cluster has database 0 only: a number here is a mistake worth naming.
+        raise _usage_error(source, _messages.EXPECT_REDIS_CLUSTER, shown)
     return RedisURL(text)
 
 
@@ -521,7 +561,7 @@ def settings_from_config(config: pytest.Config) -> P1Settings:
         target=_parse_target(target, target_source),
         redis=redis,
         redis_binary=_parse_redis_binary(
-            binary, binary_source, binary_base, needed=redis == "server"
+            binary, binary_source, binary_base, needed=redis in ("server", "cluster")
         ),
         run=_parse_run(run, run_source),
         report=_parse_report(report, report_source, report_base),
@@ -552,7 +592,7 @@ def _warn_unused(
         unused.append(_messages.UNUSED_REPORT_WITHOUT_RUN.format(option=OPT_REPORT, run=OPT_RUN))
     if (
         settings.redis_binary is not None
-        and settings.redis_mode != "server"
+        and settings.redis_mode not in ("server", "cluster")
         and binary_source == OPT_REDIS_BINARY
     ):
         unused.append(
@@ -566,11 +606,31 @@ def _warn_unused(
 
 def redis_for_report(settings: P1Settings) -> str:
     """The Redis setting as shown to users: passwords in URLs redacted."""
+    if settings.redis_mode in ("cluster", "cluster-url"):
+        return cluster_for_report(settings)
     if settings.redis_mode == "url":
         return str(settings.redis) + (_messages.HEADER_REDIS_OWNED if settings.redis_owned else "")
     if settings.redis_mode == "server" and settings.redis_binary is not None:
         return f"server ({settings.redis_binary})"
     return str(settings.redis)
+
+
+def cluster_for_report(settings: P1Settings, nodes: int | None = None) -> str:
+    """A cluster setting as shown to users: private (its shape) or a URL (redacted),
+    with its node count when known (``nodes``, from :func:`~._redis.source.probe_cluster`)."""
+    if settings.redis_mode == "cluster":
+        masters, replicas = CLUSTER_SHAPE
+        shown = _messages.HEADER_REDIS_CLUSTER_PRIVATE.format(
+            nodes=masters * (1 + replicas), masters=masters, replicas=masters * replicas
+        )
+        if settings.redis_binary is not None:
+            shown += f" ({settings.redis_binary})"
+        return shown
+    shown = _messages.HEADER_REDIS_CLUSTER_URL.format(
+        url=settings.redis,
+        nodes=_messages.HEADER_REDIS_CLUSTER_NODES.format(nodes=nodes) if nodes else "",
+    )
+    return shown + (_messages.HEADER_REDIS_CLUSTER_OWNED if settings.redis_owned else "")
 
 
 def extra_for_report(extra: Mapping[str, object], settings: P1Settings) -> dict[str, str]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CHANNEL",
+    "MAX_REAL_TIME_TTL",
     "REFERENCE_TARGET",
     "TARGET_KEY",
     "TARGET_NAMES",
@@ -39,6 +40,7 @@ __all__ = [
     "Emitter",
     "EmitterBus",
     "EventHandler",
+    "FromURL",
     "MonitorReader",
     "P1Target",
     "PolicyStore",
@@ -46,7 +48,9 @@ __all__ = [
     "StoreFactory",
     "TargetError",
     "Timing",
+    "UrlStoreFactory",
     "V2Rules",
+    "from_url",
     "json_record",
     "load_configured_target",
     "load_target",
@@ -233,6 +237,40 @@ class PolicyStore(Protocol):
 #: ``(redis.asyncio client, clock) -> store``; the store is not yet initialised.
 StoreFactory = Callable[["Redis", Clock], PolicyStore]
 
+#: ``(redis URL, clock) -> store``: a store that builds its own Redis client.
+UrlStoreFactory = Callable[[str, Clock], PolicyStore]
+
+
+@dataclass(frozen=True)
+class FromURL:
+    """A store factory of the URL form: ``from_url(lambda url, clock: MyStore(url, clock))``.
+
+    For a store that owns its Redis connection (``redis.asyncio.from_url(url,
+    decode_responses=True)`` in its ``initialize()``, or any other client
+    library): the harness gives each instance the URL of a proxy of its own
+    between the store and Redis (:mod:`pytest_quantum_p1._wire`) and observes
+    the store on the wire: storage reads, publishes, pushes, subscriptions.
+    Nothing about the client is assumed: RESP2 or RESP3, decoded or not.
+    """
+
+    make: UrlStoreFactory
+
+    def __call__(self, url: str, clock: Clock) -> PolicyStore:
+        return self.make(url, clock)
+
+    def __repr__(self) -> str:
+        name = getattr(self.make, "__qualname__", repr(self.make))
+        return f"from_url({name})"
+
+
+def from_url(make: UrlStoreFactory) -> FromURL:
+    """Mark ``make`` as a URL factory: ``(url, clock) -> store``; see :class:`FromURL`."""
+    if isinstance(make, FromURL):
+        return make
+    if not callable(make):
+        raise TargetError(_messages.FROM_URL_NOT_CALLABLE.format(got=type(make).__name__))
+    return FromURL(make)
+
 
 @dataclass(frozen=True)
 class RequiredEvent:
@@ -335,6 +373,10 @@ class Timing:
                 raise TargetError(_messages.TARGET_BAD_TIMING.format(name=label, value=value))
 
 
+#: The longest ``policy_ttl`` a ``real_time`` target may declare, in real seconds.
+MAX_REAL_TIME_TTL = 2.0
+
+
 @dataclass(frozen=True)
 class P1Target:
     """Everything the harness needs to know about one backend."""
@@ -347,7 +389,10 @@ class P1Target:
     #: ``record.event`` (the name) and ``record.payload`` (or as
     #: ``monitor_record`` reads it), at ``monitor_level`` or above.
     monitor_logger: str
-    store_factory: StoreFactory
+    #: Builds one store instance, not yet initialised: ``(redis client, clock) ->
+    #: store`` (the store uses the client the harness gives it), or
+    #: ``from_url((url, clock) -> store)`` (the store builds its own client).
+    store_factory: StoreFactory | FromURL
     #: The TTL, in seconds of the injected clock, that the factory's stores use.
     policy_ttl: float
     v2: V2Rules
@@ -371,6 +416,27 @@ class P1Target:
     monitor_record: MonitorReader | None = None
     #: The store's waits: raise them for a store that reconnects slowly.
     timing: Timing = field(default_factory=Timing)
+    #: The store keeps time itself (it reads ``time.monotonic()``, no clock
+    #: parameter): the harness cannot move its clock. ``policy_ttl`` is then in
+    #: real seconds and must be short (at most :data:`MAX_REAL_TIME_TTL`), since
+    #: every TTL the checks wait out is waited for real; the factory still takes
+    #: ``(redis or url, clock)`` and the store ignores the clock. The report then
+    #: says each time-driven figure was measured in real time, and over how long.
+    real_time: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked when the adapter is loaded: a long real TTL would make the run
+        # sleep for minutes before any verdict, so it is a setting to fix.
+        if self.real_time:
+            ttl = self.policy_ttl
+            if (
+                isinstance(ttl, bool)
+                or not isinstance(ttl, (int, float))
+                or not (0 < ttl <= MAX_REAL_TIME_TTL)
+            ):
+                raise TargetError(
+                    _messages.TARGET_REAL_TIME_TTL.format(ttl=ttl, maximum=MAX_REAL_TIME_TTL)
+                )
 
 
 class TargetError(Exception):

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from pytest_quantum_p1._harness import PolicyCluster, PolicyClusterFactory
     from pytest_quantum_p1._latency import LatencyRecorder
     from pytest_quantum_p1._redis.clients import TrackedClients
+    from pytest_quantum_p1._redis.cluster import LocalRedisCluster
     from pytest_quantum_p1._redis.namespace import Namespace
     from pytest_quantum_p1._redis.server import RedisServer
-    from pytest_quantum_p1._redis.source import RedisFactory, RedisSource
+    from pytest_quantum_p1._redis.source import ClusterProbe, RedisFactory, RedisSource
     from pytest_quantum_p1._target import P1Target
     from pytest_quantum_p1._v2 import V2Guard, V2ScanResult
 
@@ -34,6 +35,8 @@ _PUBLISHES_KEY = pytest.StashKey[tuple["EventRecorder", list[tuple[str, dict[str
 _FORBID_V2_KEY = pytest.StashKey["V2Guard"]()
 _Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 _ACCEPTANCE_HOOKS_NAME = "quantum_p1.acceptance"
+#: What the node of a ``redis+cluster://`` URL said about its cluster, for the header.
+_CLUSTER_PROBE_KEY = pytest.StashKey["ClusterProbe"]()
 
 
 # -- hooks ----------------------------------------------------------------------------
@@ -45,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash[_options.SETTINGS_KEY] = _options.settings_from_config(config)
+    _check_redis_cluster(config, settings)
     for line in _options.MARKERS:
         config.addinivalue_line("markers", line)
     if settings.secrets:
@@ -62,6 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[_options.SETTINGS_KEY]
     lines = [_options.header_line(settings)]
+    probe: ClusterProbe | None = config.stash.get(_CLUSTER_PROBE_KEY, None)
+    if probe is not None:
+        lines.append(
+            _messages.HEADER_REDIS_CLUSTER_SEEN.format(nodes=probe.nodes, masters=probe.masters)
+        )
     if settings.run and settings.target is not None:
         # A --p1 run loads the target anyway; its facts (P1Target.extra) go in the header.
         from pytest_quantum_p1._target import TargetError, load_configured_target
@@ -73,6 +82,56 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         if target.extra:
             lines.append(_options.extra_line(target.extra, settings))
     return lines
+
+
+def _check_redis_cluster(config: pytest.Config, settings: _options.P1Settings) -> None:
+    """Refuse a Redis setting that names the wrong kind: a plain URL at a cluster node,
+    a cluster URL at a standalone server, or cluster mode on a redis-py without cluster
+    pub/sub. An unreachable server passes: the checks that use it say why."""
+    mode = settings.redis_mode
+    if mode not in ("url", "cluster", "cluster-url"):
+        return
+    from pytest_quantum_p1._redis.source import RedisTooOld, probe_cluster, require_cluster_pubsub
+
+    if mode != "url":
+        try:
+            require_cluster_pubsub()
+        except RedisTooOld as exc:
+            raise pytest.UsageError(f"{_options.OPT_REDIS}={mode}: {exc}") from None
+    if mode == "cluster":
+        return
+    import redis
+
+    from pytest_quantum_p1._redis.url import RedisURL
+
+    url = settings.redis
+    assert isinstance(url, RedisURL)  # a URL mode
+    try:
+        probe = probe_cluster(url.reveal())
+    except redis.RedisError:
+        return
+    shown = str(url)
+    scheme, _, rest = shown.partition("://")
+    if mode == "url" and probe is not None:
+        raise pytest.UsageError(
+            _messages.REDIS_URL_IS_CLUSTER_NODE.format(
+                source=_options.OPT_REDIS,
+                url=shown,
+                option=_options.OPT_REDIS,
+                suggestion=f"{scheme}{_options.CLUSTER_SCHEME_SUFFIX}://{rest}",
+            )
+        )
+    if mode == "cluster-url" and probe is None:
+        raise pytest.UsageError(
+            _messages.REDIS_CLUSTER_URL_NOT_CLUSTER.format(
+                source=_options.OPT_REDIS,
+                url=shown,
+                option=_options.OPT_REDIS,
+                suggestion=f"{scheme.removesuffix(_options.CLUSTER_SCHEME_SUFFIX)}://{rest}",
+            )
+        )
+    if probe is not None:
+        config.stash[_CLUSTER_PROBE_KEY] = probe
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after every other hook added to it
@@ -267,6 +326,20 @@ def _p1_redis_server(p1_settings: _options.P1Settings) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def _p1_redis_cluster(p1_settings: _options.P1Settings) -> Iterator[LocalRedisCluster]:
+    from pytest_quantum_p1._redis.cluster import require_redis_cluster
+
+    masters, replicas = _options.CLUSTER_SHAPE
+    with require_redis_cluster(
+        p1_settings.redis_binary,
+        masters=masters,
+        replicas_per_master=replicas,
+        why=_messages.REDIS_CLUSTER_UNAVAILABLE,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 def _p1_redis_namespace(p1_settings: _options.P1Settings) -> Iterator[Namespace]:
     # The run's names on a server it does not own; every key holding its
     # token is removed at the end of the session, also after a failure or a
@@ -274,7 +347,10 @@ def _p1_redis_namespace(p1_settings: _options.P1Settings) -> Iterator[Namespace]
     from pytest_quantum_p1._redis.namespace import Namespace
     from pytest_quantum_p1._redis.source import RedisSource
 
-    source = RedisSource.external(p1_settings.redis)
+    if p1_settings.redis_mode == "cluster-url":
+        source = RedisSource.cluster(p1_settings.redis)
+    else:
+        source = RedisSource.external(p1_settings.redis)
     namespace = Namespace.claim(source)
     try:
         yield namespace
@@ -296,12 +372,24 @@ def _p1_redis_source(
         source = RedisSource.server(server.url)
         source.flush()  # the server is private to this session: emptying it is safe
         return source
+    if mode == "cluster":
+        cluster: LocalRedisCluster = request.getfixturevalue("_p1_redis_cluster")
+        # A node an earlier test took down comes back: each test gets a whole cluster.
+        cluster.heal(_options.CLUSTER_SHAPE[0])
+        source = RedisSource.cluster(cluster.startup_url, owned=True)
+        source.flush()
+        return source
     # Someone else's server: never flushed unless its database was declared ours;
     # the harness's names live in a namespace of this test's own either way.
     namespace: Namespace = request.getfixturevalue("_p1_redis_namespace")
-    source = RedisSource.external(
-        p1_settings.redis, owned=p1_settings.redis_owned, namespace=namespace.child()
-    )
+    if mode == "cluster-url":
+        source = RedisSource.cluster(
+            p1_settings.redis, owned=p1_settings.redis_owned, namespace=namespace.child()
+        )
+    else:
+        source = RedisSource.external(
+            p1_settings.redis, owned=p1_settings.redis_owned, namespace=namespace.child()
+        )
     if source.owned:
         source.flush()
     return source
@@ -369,13 +457,27 @@ def p1_redis_factory(_p1_redis_clients: TrackedClients) -> RedisFactory:
 
 
 @pytest.fixture
-def virtual_clock() -> VirtualClock:
+def virtual_clock(pytestconfig: pytest.Config) -> VirtualClock:
     """A monotonic clock that only moves with ``advance(seconds)``: drives TTLs without sleeping.
 
-    Pass it to stores as their ``clock``; ``policy_cluster`` does.
+    Pass it to stores as their ``clock``; ``policy_cluster`` does. When the
+    configured target declares ``real_time=True`` (its store keeps time itself),
+    it is a ``RealClock`` instead: the machine's monotonic time, whose
+    ``advance`` sleeps. Without a configured target it never loads one.
     """
-    from pytest_quantum_p1._clock import VirtualClock
+    from pytest_quantum_p1._clock import RealClock, VirtualClock
 
+    settings = pytestconfig.stash[_options.SETTINGS_KEY]
+    if settings.target is not None:
+        from pytest_quantum_p1._target import TargetError, load_configured_target
+
+        try:
+            target = load_configured_target(pytestconfig, settings.target, settings.target_source)
+        except TargetError:
+            pass  # said by p1_target, where a test needs the target; a clock does not
+        else:
+            if target.real_time:
+                return RealClock()
     return VirtualClock()
 
 

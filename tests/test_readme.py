@@ -232,3 +232,41 @@ def test_a_setup_line_binds_the_names_a_block_leaves_to_the_reader(
     _run_block(block, pytester)
     with pytest.raises(NameError, match="MyStore"):
         _run_block(Block(5, "python", block.code), pytester)
+
+
+CI_RUN = README.parent / ".ci" / "run"
+
+
+def readme_commands(markdown: str) -> list[str]:
+    """The commands of the README's "Two commands" block (its ``bash`` lines that are not comments)."""
+    start = markdown.index("## Two commands")
+    (block, *_) = [b for b in code_blocks(markdown[start:]) if b.lang == "bash"]
+    return [line for line in block.code.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def ci_mismatch(commands: list[str], ci_script: str) -> str | None:
+    """Why the CI script does not run the README's command 2 verbatim, or ``None``."""
+    if len(commands) != 2:
+        return f"the README shows {len(commands)} commands, not two"
+    if commands[1] not in ci_script.splitlines():
+        return f".ci/run does not run command 2 verbatim: {commands[1]}"
+    if " -c " in commands[1]:
+        return f"command 2 pins versions (current releases are what it must test): {commands[1]}"
+    return None
+
+
+def test_ci_runs_the_readmes_command_2_verbatim_on_current_releases() -> None:
+    assert ci_mismatch(readme_commands(README.read_text()), CI_RUN.read_text()) is None
+
+
+def test_a_ci_script_running_another_or_a_pinned_command_is_named() -> None:
+    commands = ["pip install . && pytest --p1", "pip install -e '.[test]' && pytest"]
+    assert ci_mismatch(commands, "set -e\npip install -e '.[test]' && pytest\n") is None
+    assert ci_mismatch(commands, "pip install -e '.[test]' && pytest -x\n") == (
+        ".ci/run does not run command 2 verbatim: pip install -e '.[test]' && pytest"
+    )
+    pinned = [commands[0], "pip install -e '.[test]' -c constraints.txt && pytest"]
+    assert ci_mismatch(pinned, pinned[1] + "\n") == (
+        "command 2 pins versions (current releases are what it must test): " + pinned[1]
+    )
+    assert ci_mismatch(commands[:1], "") == "the README shows 1 commands, not two"

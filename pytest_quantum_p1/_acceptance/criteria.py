@@ -46,6 +46,11 @@ from pytest_quantum_p1._acceptance.p1_2 import (
     criterion_ttl,
     criterion_write_then_invalidate,
 )
+from pytest_quantum_p1._acceptance.p1_2_cluster import (
+    criterion_cluster_failover,
+    criterion_cluster_node_loss,
+    criterion_cluster_shards,
+)
 from pytest_quantum_p1._acceptance.p1_3 import (
     criterion_bridge_only_at_runtime,
     criterion_bridge_relays,
@@ -112,8 +117,8 @@ def _row(id: str, check: Callable[..., None], title: str | None = None) -> Crite
     )
 
 
-def criteria_for(target: P1Target) -> list[Criterion]:
-    """The success criteria, in checklist order, for ``target``."""
+def criteria_for(target: P1Target, *, cluster: bool = False) -> list[Criterion]:
+    """The success criteria, in checklist order, for ``target``; ``cluster``: on a Redis Cluster."""
     events = [
         _row(
             EVENT_IDS.get(event.name, f"P1-1.event:{event.name}"),
@@ -139,6 +144,15 @@ def criteria_for(target: P1Target) -> list[Criterion]:
         _row("P1-2.link-recovery", criterion_link_recovery),
         _row("P1-2.garbage-messages", criterion_garbage_messages),
         _row("P1-2.no-stale-reads", criterion_no_stale_reads),
+        *(
+            [
+                _row("P1-2.cluster-shards", criterion_cluster_shards),
+                _row("P1-2.cluster-failover", criterion_cluster_failover),
+                _row("P1-2.cluster-node-loss", criterion_cluster_node_loss),
+            ]
+            if cluster
+            else []
+        ),
         _row("P1-3.files-removed", criterion_files_removed),
         _row("P1-3.no-direct-imports", criterion_no_direct_imports),
         _row("P1-3.deprecation-warning", criterion_deprecation_warning),
@@ -296,9 +310,9 @@ class _Suite(pytest.Collector):
 
 def collect_criteria(session: pytest.Session, target: P1Target) -> list[pytest.Item]:
     """Collect the acceptance items, reporting them like any collected test."""
-    suite = _Suite.from_parent(
-        session, name="quantum-p1", nodeid="quantum-p1", criteria=criteria_for(target)
-    )
+    mode = session.config.stash[_options.SETTINGS_KEY].redis_mode
+    criteria = criteria_for(target, cluster=mode in ("cluster", "cluster-url"))
+    suite = _Suite.from_parent(session, name="quantum-p1", nodeid="quantum-p1", criteria=criteria)
     report = suite.ihook.pytest_make_collect_report(collector=suite)
     suite.ihook.pytest_collectreport(report=report)
     return [node for node in report.result if isinstance(node, pytest.Item)]

@@ -232,7 +232,11 @@ def _hit_rate_chart(by_id: Mapping[str, CriterionRecord]) -> str | None:
     return _figure(
         line_chart(
             lines,
-            x_label=_messages.ACCEPTANCE_CHART_HIT_RATE_X,
+            x_label=(
+                _messages.ACCEPTANCE_CHART_HIT_RATE_X_REAL
+                if hit.figures.get("real_time")
+                else _messages.ACCEPTANCE_CHART_HIT_RATE_X
+            ),
             y_label=_messages.ACCEPTANCE_CHART_HIT_RATE_Y,
             # Zoomed to where the story is, but always showing the required rate.
             y_range=(max(0.0, min(0.85, lowest - 0.02)), 1.0),

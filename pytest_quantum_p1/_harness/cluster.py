@@ -63,8 +63,11 @@ from pytest_quantum_p1._harness.process import (
     spawn_context,
 )
 from pytest_quantum_p1._harness.pubsub import ControlledPubSub
-from pytest_quantum_p1._redis.source import RedisSource
-from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock, PolicyStore, StoreFactory
+from pytest_quantum_p1._harness.wire_member import WireControls, WireMember
+from pytest_quantum_p1._redis.clients import close_client
+from pytest_quantum_p1._redis.source import RedisSource, initialized
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock, FromURL, PolicyStore, StoreFactory
+from pytest_quantum_p1._wire.upstream import upstream_of
 
 __all__ = [
     "ClusterTimeout",
@@ -105,12 +108,17 @@ def _as_source(redis: RedisSource | str) -> RedisSource:
     return redis
 
 
+#: Pause between the reads that judge a wire instance by what it serves.
+_SERVE_POLL_S = 0.002
+
+
 async def _launch(
-    factory: StoreFactory | str,
+    factory: StoreFactory | FromURL | str,
     source: RedisSource,
     instances: int,
     clock: Clock,
     members: list[Member],
+    channel: str,
 ) -> None:
     """Start ``instances`` child processes, adding each to ``members`` (whose owner closes them)."""
     # Both checked here, in the parent, so a mistake costs no process start-up
@@ -121,7 +129,15 @@ async def _launch(
     address = source.address
     context = spawn_context()
     launched = [
-        ProcessMember(index, spec=spec, address=address, clock=clock, context=context)
+        ProcessMember(
+            index,
+            spec=spec,
+            address=address,
+            clock=clock,
+            context=context,
+            channel=channel,
+            cluster=source.is_cluster,
+        )
         for index in range(instances)
     ]
     members.extend(launched)
@@ -206,6 +222,8 @@ class PolicyCluster:
         clock: Clock,
         processes: bool = False,
         namespace: str = "",
+        by_serving: bool = False,
+        resources: contextlib.ExitStack | None = None,
     ) -> None:
         # Private: use open() / open_async(), which start the stores.
         self.portal = portal
@@ -218,6 +236,11 @@ class PolicyCluster:
         self._control: Any = control
         #: The Redis source's namespace: the policy names the harness's own checks use.
         self.namespace = namespace
+        #: Verdicts read each instance again until it serves the value, or the
+        #: settle time is up: the stores are observed on the wire (URL form),
+        #: where a forwarded push says nothing of when the store handled it.
+        self.by_serving = by_serving
+        self._resources = resources if resources is not None else contextlib.ExitStack()
         self._updates: list[UpdateRecord] = []
         self._reads = [0] * len(self._members)
         self._closed = False
@@ -227,7 +250,7 @@ class PolicyCluster:
     @classmethod
     def open(
         cls,
-        factory: StoreFactory | str,
+        factory: StoreFactory | FromURL | str,
         redis: RedisSource | str,
         *,
         instances: int = 4,
@@ -239,9 +262,11 @@ class PolicyCluster:
     ) -> PolicyCluster:
         """Build and initialise the cluster (sync callers).
 
-        ``factory`` is a store factory or its import string ``module:attr``
-        (naming a factory, a :class:`~pytest_quantum_p1.P1Target` or a callable
-        returning one). ``redis`` is the
+        ``factory`` is a store factory of either form (``(redis, clock) ->
+        store``, or ``from_url((url, clock) -> store)``: each instance then
+        gets a wire proxy of its own, see :mod:`~pytest_quantum_p1._harness.wire_member`)
+        or its import string ``module:attr`` (naming a factory, a
+        :class:`~pytest_quantum_p1.P1Target` or a callable returning one). ``redis`` is the
         :class:`~pytest_quantum_p1._redis.source.RedisSource` every client is
         made from (:meth:`~pytest_quantum_p1._redis.source.RedisSource.client`,
         on the portal's loop: one per instance and one for the harness's
@@ -284,7 +309,7 @@ class PolicyCluster:
     @classmethod
     async def open_async(
         cls,
-        factory: StoreFactory | str,
+        factory: StoreFactory | FromURL | str,
         redis: RedisSource | str,
         *,
         instances: int = 4,
@@ -318,7 +343,7 @@ class PolicyCluster:
     @classmethod
     async def _open(
         cls,
-        factory: StoreFactory | str,
+        factory: StoreFactory | FromURL | str,
         redis: RedisSource | str,
         instances: int,
         clock: Clock,
@@ -331,19 +356,29 @@ class PolicyCluster:
         if instances < 1:
             raise ValueError(_messages.CLUSTER_NEEDS_AN_INSTANCE.format(instances=instances))
         source = _as_source(redis)
-        control = source.client()
+        control = await initialized(source.client())
         members: list[Member] = []
+        resources = contextlib.ExitStack()
+        resolved = resolve_store_factory(factory) if isinstance(factory, str) else factory
+        by_serving = isinstance(resolved, FromURL)
         try:
             if processes:
-                await _launch(factory, source, instances, clock, members)
+                await _launch(factory, source, instances, clock, members, channel)
                 # Processes initialise side by side.
                 await asyncio.gather(*(_start(member, timeout) for member in members))
             else:
-                if isinstance(factory, str):
-                    factory = resolve_store_factory(factory)
-                for index in range(instances):
-                    local = LocalMember(index, factory, source.client(), clock, control=control)
-                    members.append(local)
+                if isinstance(resolved, FromURL):
+                    # fakeredis served over TCP for as long as the cluster lives.
+                    upstream = resources.enter_context(upstream_of(source))
+                    for index in range(instances):
+                        members.append(
+                            WireMember(index, resolved, upstream, clock, channel=channel)
+                        )
+                else:
+                    for index in range(instances):
+                        client = await initialized(source.client())
+                        local = LocalMember(index, resolved, client, clock, control=control)
+                        members.append(local)
                 for member in members:  # in order: they share this process's loop
                     await _start(member, timeout)
             cluster = cls(
@@ -355,13 +390,16 @@ class PolicyCluster:
                 clock=clock,
                 processes=processes,
                 namespace=source.namespace,
+                by_serving=by_serving,
+                resources=resources,
             )
             await _wait_all_subscribed(members, channel, timeout)
         except BaseException:
             for member in members:
                 with contextlib.suppress(Exception):  # the original error is the one to report
                     await member.close()
-            await control.aclose()
+            await close_client(control)
+            resources.close()
             raise
         return cluster
 
@@ -420,7 +458,9 @@ class PolicyCluster:
             except Exception as exc:  # close the others first, then report
                 exc.add_note(f"while closing {member.label}")
                 errors.append(exc)
-        await self._control.aclose()
+        await close_client(self._control)
+        # Off the loop: stopping fakeredis's TCP server joins its thread.
+        await asyncio.to_thread(self._resources.close)
         if len(errors) == 1:
             raise errors[0]
         if errors:
@@ -445,22 +485,55 @@ class PolicyCluster:
             )
         return self._members[instance]
 
-    def _local(self, instance: int) -> LocalMember:
+    def _local(self, instance: int) -> LocalMember | WireMember:
         member = self._member(instance)
-        if not isinstance(member, LocalMember):
+        if not isinstance(member, (LocalMember, WireMember)):
             raise TypeError(_messages.CLUSTER_INSTANCE_NOT_LOCAL.format(label=member.label))
         return member
 
     def observed(self, instance: int) -> ObservedRedis:
-        """The counted, gated client of one instance."""
-        return self._local(instance).observed
+        """The counted, gated client of one instance (client form; the URL form: :meth:`wire`)."""
+        member = self._local(instance)
+        if isinstance(member, WireMember):
+            raise TypeError(_messages.CLUSTER_INSTANCE_ON_THE_WIRE.format(label=member.label))
+        return member.observed
 
     def pubsub(self, instance: int) -> ControlledPubSub:
-        """The instance's current subscription, for hold/deliver/drop/disconnect."""
-        current = self._local(instance).observed.current_pubsub
+        """The instance's current subscription, for hold/deliver/drop/disconnect.
+
+        Client form only; for a store of the URL form, ``wire(i).controls``
+        acts on the pushes of every subscription connection of the instance.
+        """
+        member = self._local(instance)
+        if isinstance(member, WireMember):
+            raise TypeError(_messages.CLUSTER_INSTANCE_ON_THE_WIRE.format(label=member.label))
+        current = member.observed.current_pubsub
         if current is None:
             raise LookupError(_messages.CLUSTER_NEVER_CALLED_PUBSUB.format(instance=instance))
         return current
+
+    def controls(self, instance: int) -> ControlledPubSub | WireControls:
+        """The fault controls of one instance, whichever form its store has.
+
+        The client form's current subscription (:meth:`pubsub`), or the URL
+        form's :class:`~pytest_quantum_p1._harness.wire_member.WireControls`:
+        ``hold``/``deliver``/``drop``/``release``/``inject``/``disconnect``/
+        ``wait_pending``/``pending`` under the same names.
+        """
+        member = self._local(instance)
+        return member.controls if isinstance(member, WireMember) else self.pubsub(instance)
+
+    def observer(self, instance: int) -> ObservedRedis | WireControls:
+        """What counts one instance's storage reads and gates its publishes, whichever form."""
+        member = self._local(instance)
+        return member.controls if isinstance(member, WireMember) else member.observed
+
+    def wire(self, instance: int) -> WireMember:
+        """The wire member of one instance of a store of the URL form (its proxy: ``.proxy``)."""
+        member = self._local(instance)
+        if not isinstance(member, WireMember):
+            raise TypeError(_messages.CLUSTER_INSTANCE_NOT_WIRE.format(label=member.label))
+        return member
 
     def store(self, instance: int) -> PolicyStore:
         """The store object itself (its coroutines must run on :attr:`portal`)."""
@@ -571,12 +644,24 @@ class PolicyCluster:
             return list(await asyncio.gather(*(self._read(m.index, name) for m in self._members)))
         return [await self._read(m.index, name) for m in self._members]
 
-    async def _read_outcomes(self, name: str) -> list[Mapping[str, Any] | Exception]:
+    async def _read_outcomes(
+        self, name: str, value: Mapping[str, Any] | None = None, serve_for: float = 0.0
+    ) -> list[Mapping[str, Any] | Exception]:
+        """Each instance's read of ``name``; judged by serving, read again until it is ``value``."""
+        by_serving = self.by_serving and value is not None
+        deadline = time.perf_counter() + serve_for
+
         async def outcome(member: Member) -> Mapping[str, Any] | Exception:
-            try:
-                return await self._read(member.index, name)
-            except Exception as exc:  # part of the verdict, not a harness error
-                return exc
+            while True:
+                try:
+                    got: Mapping[str, Any] | Exception = await self._read(member.index, name)
+                except Exception as exc:  # part of the verdict, not a harness error
+                    got = exc
+                # A raising read is retried too: a store may be reconnecting.
+                served = not isinstance(got, Exception) and dict(got) == dict(value or {})
+                if not by_serving or served or time.perf_counter() >= deadline:
+                    return got
+                await asyncio.sleep(_SERVE_POLL_S)
 
         if self.processes:
             return list(await asyncio.gather(*(outcome(m) for m in self._members)))
@@ -638,24 +723,31 @@ class PolicyCluster:
         raised), closest to ``value`` first.
         """
         __tracebackhide__ = True
+        started = time.perf_counter()
         self.settle(timeout)
-        outcomes = self.portal.call(self._read_outcomes, name)
-        self._verdict(name, value, outcomes)
+        remaining = max(timeout - (time.perf_counter() - started), 0.0)
+        outcomes = self.portal.call(
+            self._read_outcomes, name, value, remaining, timeout=remaining + 2 * LOOP_GRACE
+        )
+        self._verdict(name, value, outcomes, remaining)
 
     async def assert_converged_async(
         self, name: str, value: Mapping[str, Any], *, timeout: float = 5.0
     ) -> None:
         """:meth:`assert_converged` for coroutines."""
         __tracebackhide__ = True
+        started = time.perf_counter()
         await self.settle_async(timeout)
-        outcomes = await self.portal.acall(self._read_outcomes, name)
-        self._verdict(name, value, outcomes)
+        remaining = max(timeout - (time.perf_counter() - started), 0.0)
+        outcomes = await self.portal.acall(self._read_outcomes, name, value, remaining)
+        self._verdict(name, value, outcomes, remaining)
 
     def _verdict(
         self,
         name: str,
         value: Mapping[str, Any],
         outcomes: Sequence[Mapping[str, Any] | Exception],
+        serve_for: float = 0.0,
     ) -> None:
         __tracebackhide__ = True
         expected = dict(value)
@@ -692,7 +784,11 @@ class PolicyCluster:
             lines.append(f"  - instance {index}: {shown}")
         agreeing = ", ".join(str(i) for i in good) if good else "none"
         lines.append(_messages.NOT_CONVERGED_AGREEING.format(instances=agreeing))
-        lines.append(_messages.NOT_CONVERGED_TUNE)
+        lines.append(
+            _messages.NOT_CONVERGED_TUNE_WIRE.format(serve=serve_for)
+            if self.by_serving
+            else _messages.NOT_CONVERGED_TUNE
+        )
         raise AssertionError("\n".join(lines))
 
     # -- figures ------------------------------------------------------------------

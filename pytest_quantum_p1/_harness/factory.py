@@ -14,17 +14,24 @@ from __future__ import annotations
 from typing import cast
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._target import P1Target, StoreFactory, TargetError, accepts, resolve
+from pytest_quantum_p1._target import (
+    FromURL,
+    P1Target,
+    StoreFactory,
+    TargetError,
+    accepts,
+    resolve,
+)
 
 __all__ = ["factory_spec", "resolve_store_factory", "target_of"]
 
 
-def resolve_store_factory(spec: str) -> StoreFactory:
+def resolve_store_factory(spec: str) -> StoreFactory | FromURL:
     """The store factory named by ``spec`` (``package.module:attr``).
 
     ``attr`` may name a :class:`~pytest_quantum_p1.P1Target` (its
-    ``store_factory`` is used), a zero-argument callable returning one, or a
-    ``(redis, clock) -> store`` factory itself. Dotted attributes
+    ``store_factory`` is used), a zero-argument callable returning one, a
+    ``from_url(...)`` factory, or a ``(redis, clock) -> store`` factory itself. Dotted attributes
     (``module:Class.method``) are followed. Raises
     :class:`~pytest_quantum_p1.TargetError` when ``spec`` names nothing.
     """
@@ -36,7 +43,7 @@ def target_of(spec: str) -> P1Target | None:
     return _resolve(spec)[1]
 
 
-def _resolve(spec: str) -> tuple[StoreFactory, P1Target | None]:
+def _resolve(spec: str) -> tuple[StoreFactory | FromURL, P1Target | None]:
     try:
         obj = resolve(spec)
     except TargetError as exc:
@@ -45,6 +52,8 @@ def _resolve(spec: str) -> tuple[StoreFactory, P1Target | None]:
         ) from exc
     if isinstance(obj, P1Target):
         return obj.store_factory, obj
+    if isinstance(obj, FromURL):
+        return obj, None
     if callable(obj) and accepts(obj, 2):
         return cast("StoreFactory", obj), None
     if callable(obj) and accepts(obj, 0):
@@ -57,8 +66,12 @@ def _resolve(spec: str) -> tuple[StoreFactory, P1Target | None]:
     raise TypeError(_messages.STORE_FACTORY_WRONG_KIND.format(spec=spec, type=type(obj).__name__))
 
 
-def factory_spec(factory: StoreFactory | str) -> str:
-    """The import string of ``factory``, checked to import back to the same object."""
+def factory_spec(factory: StoreFactory | FromURL | str) -> str:
+    """The import string of ``factory``, checked to import back to the same object.
+
+    A ``from_url(...)`` factory must be named by its target or by a module-level
+    name of its own: an import string is what a child process is given.
+    """
     if isinstance(factory, str):
         resolve_store_factory(factory)  # fail here, with the parent's traceback
         return factory

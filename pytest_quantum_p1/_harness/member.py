@@ -34,12 +34,61 @@ import redis.exceptions
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._harness.observed import ObservedRedis
 from pytest_quantum_p1._harness.pubsub import BarrierBroken, ControlledPubSub, Delivery
+from pytest_quantum_p1._redis.clients import close_client
 from pytest_quantum_p1._target import Clock, PolicyStore, StoreFactory
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["LocalMember", "Member"]
+__all__ = ["LocalMember", "Member", "publish_barrier"]
+
+
+async def publish_barrier(control: Any, channel: str, token: str) -> list[str] | None:
+    """Publish a settle barrier's ``token`` on ``channel`` through the harness's ``control`` client.
+
+    On one Redis: once (returns ``None``). On a Redis Cluster: one copy from
+    every master, since two links of the cluster bus keep no order between
+    them, and each copy arrives behind what its master sent earlier; returns
+    the copies' tokens, which :class:`ControlledPubSub`'s barrier waits for. A
+    master that cannot be reached sends nothing more: it is left out, once the
+    client asked the cluster for its masters again.
+    """
+    primaries = getattr(control, "get_primaries", None)
+    if primaries is None:
+        await _publish_once(control, channel, token, None)
+        return None
+    if not primaries():  # a cluster client that has not asked for its nodes yet
+        await control.initialize()
+    tokens: list[str] = []
+    for attempt in range(2):
+        tokens = []
+        unreachable = False
+        for number, node in enumerate(primaries()):
+            copy = f"{token}.{attempt}.{number}"
+            try:
+                await _publish_once(control, channel, copy, node)
+            except (redis.exceptions.ConnectionError, OSError):
+                unreachable = True
+                continue
+            tokens.append(copy)
+        if not unreachable:
+            break
+        await control.nodes_manager.initialize()
+    if not tokens:  # no master answered: the barrier waits for what one node says
+        await _publish_once(control, channel, token, None)
+        return None
+    return tokens
+
+
+async def _publish_once(control: Any, channel: str, token: str, node: Any) -> None:
+    options = {} if node is None else {"target_nodes": node}
+    try:
+        await control.execute_command("PUBLISH", channel, token, **options)
+    except redis.exceptions.ConnectionError:
+        # The harness's pooled connection may have died with a restarted
+        # server, which redis-py finds out only by using it. Retried once:
+        # a token published twice is harmless.
+        await control.execute_command("PUBLISH", channel, token, **options)
 
 
 class Member(Protocol):
@@ -115,14 +164,8 @@ class LocalMember:
     async def wait_subscribed(self, channel: str, timeout: float) -> None:
         await self.observed.wait_subscribed_async(channel, timeout)
 
-    async def _publish(self, channel: str, token: str) -> None:
-        try:
-            await self._control.publish(channel, token)
-        except redis.exceptions.ConnectionError:
-            # The harness's pooled connection may have died with a restarted
-            # server, which redis-py finds out only by using it. Retried once:
-            # a token published twice is harmless.
-            await self._control.publish(channel, token)
+    async def _publish(self, channel: str, token: str) -> list[str] | None:
+        return await publish_barrier(self._control, channel, token)
 
     def _settleable(self) -> ControlledPubSub | None:
         current = self.observed.current_pubsub
@@ -253,4 +296,4 @@ class LocalMember:
             await self.observed.close_pubsubs()
             await self.observed.aclose()
             if self._owns_control:
-                await self._control.aclose()
+                await close_client(self._control)

@@ -180,6 +180,14 @@ class ObservedRedis:
             raise AttributeError(name)
         return getattr(self._client, name)
 
+    # A store may branch on what it was given (``isinstance(client,
+    # RedisCluster)``: the cluster's own pubsub per node, topology refresh):
+    # it must see the client the harness wraps, not the wrapper. ``isinstance``
+    # consults ``__class__``; ``type()`` still says ObservedRedis.
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Any]:
+        return type(self._client)
+
     @property
     def signal(self) -> Signal:
         """Fires on every change of this client's or its pubsubs' state (reads, pubsub() calls ...).
@@ -213,8 +221,11 @@ class ObservedRedis:
         return self
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        """Close the wrapped client (``Redis.aclose``)."""
-        await self._client.aclose(close_connection_pool)
+        """Close the wrapped client (``Redis.aclose``; a ``RedisCluster``'s takes no argument)."""
+        if close_connection_pool is None:
+            await self._client.aclose()
+        else:
+            await self._client.aclose(close_connection_pool)
 
     def __repr__(self) -> str:
         return f"<ObservedRedis {self.label} storage_reads={self._reads} of {self._client!r}>"

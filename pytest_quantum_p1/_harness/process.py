@@ -64,8 +64,10 @@ from pytest_quantum_p1._harness.factory import resolve_store_factory
 from pytest_quantum_p1._harness.member import LocalMember
 from pytest_quantum_p1._harness.portal import LOOP_GRACE
 from pytest_quantum_p1._harness.pubsub import Delivery
-from pytest_quantum_p1._redis.source import RedisSource
-from pytest_quantum_p1._target import Clock
+from pytest_quantum_p1._harness.wire_member import WireMember
+from pytest_quantum_p1._redis.source import RedisSource, initialized
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, Clock, FromURL
+from pytest_quantum_p1._wire.upstream import upstream_of
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnContext, SpawnProcess
@@ -128,6 +130,10 @@ class _ChildConfig:
     #: Where the Redis is: the source's address.
     address: str
     clock_start: float
+    #: The invalidation channel (what a wire member's subscriptions must cover).
+    channel: str = DEFAULT_CHANNEL
+    #: The address is a Redis Cluster's (its clients are cluster clients).
+    cluster: bool = False
 
 
 #: A delivery on the wire: channel, text, kind, received, handed out, processed
@@ -176,7 +182,7 @@ class _Child:
         self.config = config
         self.clock = _MirrorClock(config.clock_start)
         self.offset = _perf_to_monotonic()
-        self.member: LocalMember | None = None
+        self.member: LocalMember | WireMember | None = None
         self.closed = False
         self.cursors: dict[int, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -190,15 +196,30 @@ class _Child:
         loop = asyncio.get_running_loop()
         try:
             factory = resolve_store_factory(self.config.spec)
-            source = RedisSource.external(self.config.address)
-            self.member = LocalMember(
-                self.config.index,
-                factory,
-                source.client(),
-                self.clock,
-                control=source.client(),
-                owns_control=True,
+            source = (
+                RedisSource.cluster(self.config.address)
+                if self.config.cluster
+                else RedisSource.external(self.config.address)
             )
+            if isinstance(factory, FromURL):
+                # A real server's address: nothing to start, nothing to stop.
+                with upstream_of(source) as upstream:
+                    self.member = WireMember(
+                        self.config.index,
+                        factory,
+                        upstream,
+                        self.clock,
+                        channel=self.config.channel,
+                    )
+            else:
+                self.member = LocalMember(
+                    self.config.index,
+                    factory,
+                    await initialized(source.client()),
+                    self.clock,
+                    control=await initialized(source.client()),
+                    owns_control=True,
+                )
         except BaseException as exc:
             self.send(("fatal", _format(exc)))
             return
@@ -287,6 +308,13 @@ class _Child:
         member = self.member
         assert member is not None
         fresh: list[_WireDelivery] = []
+        if isinstance(member, WireMember):
+            # Forwarded pushes, in order: each sent once.
+            cursor = self.cursors.get(0, 0)
+            forwarded = member.deliveries()
+            fresh = [self._wire(delivery) for delivery in forwarded[cursor:]]
+            self.cursors[0] = len(forwarded)
+            return (member.storage_reads(), member.subscriptions(), fresh)
         pubsubs: tuple[ControlledPubSub, ...] = member.observed.pubsubs
         for key, pubsub in enumerate(pubsubs):
             cursor = self.cursors.get(key, 0)
@@ -357,6 +385,8 @@ class ProcessMember:
         address: str,
         clock: Clock,
         context: SpawnContext,
+        channel: str = DEFAULT_CHANNEL,
+        cluster: bool = False,
     ) -> None:
         self.index = index
         self.label = f"instance {index}"
@@ -365,7 +395,7 @@ class ProcessMember:
         parent_end, child_end = context.Pipe(duplex=True)
         self._conn = parent_end
         self._child_end: multiprocessing.connection.Connection | None = child_end
-        config = _ChildConfig(index, self.label, spec, address, float(clock()))
+        config = _ChildConfig(index, self.label, spec, address, float(clock()), channel, cluster)
         self._process: SpawnProcess = context.Process(
             target=child_main,
             args=(child_end, config),

@@ -68,6 +68,8 @@ __all__ = [
 
 #: How the harness publishes a barrier token: ``await publish(channel, token)``
 #: through a client of its own (never the store's).
+#: Publishes ``(channel, token)``; may return the tokens it published instead
+#: (copies from several nodes), which the barrier then waits for, all of them.
 Publish = Callable[[str, str], Awaitable[Any]]
 
 #: This run's share of the harness-only barrier channels' names
@@ -993,13 +995,22 @@ class ControlledPubSub:
             token = f"{next(self._barrier_tokens)}"
             if self._broken():
                 raise BarrierBroken(self.label)
-            await publish(self._barrier_channel, token)
-            await self._signal.wait_until(
-                lambda: True if token in self._barrier_seen or self._broken() else None, None
+            # On a Redis Cluster the token goes out once from every master, each
+            # copy behind what that master sent earlier (one bus link is FIFO,
+            # two are not): ``publish`` returns the copies' tokens.
+            published = await publish(self._barrier_channel, token)
+            tokens = (
+                [str(t) for t in published] if isinstance(published, (list, tuple)) else [token]
             )
-        if token not in self._barrier_seen:
+            await self._signal.wait_until(
+                lambda: (
+                    True if all(t in self._barrier_seen for t in tokens) or self._broken() else None
+                ),
+                None,
+            )
+        if not all(t in self._barrier_seen for t in tokens):
             raise BarrierBroken(self.label)
-        return self._barrier_seen.pop(token)
+        return max(self._barrier_seen.pop(t) for t in tokens)
 
     def processed_through(self, position: int) -> bool:
         """Whether the store processed every data message that arrived before ``position``.

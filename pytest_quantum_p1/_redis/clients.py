@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 from pytest_quantum_p1 import _messages
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.connection import AbstractConnection
 
     from pytest_quantum_p1._redis.source import RedisSource
 
-__all__ = ["LeftOpen", "TrackedClients"]
+__all__ = ["LeftOpen", "TrackedClients", "close_client"]
+
+#: What a connection calls once connected (redis-py's ``redis_connect_func``).
+ConnectFunc = Callable[["AbstractConnection"], Awaitable[None]]
+
+
+async def close_client(client: Redis) -> None:
+    """Close a ``redis.asyncio`` client of any kind, its connection pool included.
+
+    ``Redis.aclose(close_connection_pool=None)`` closes the pool it made;
+    ``RedisCluster.aclose()`` takes no argument and closes every node's
+    connections. Both are called here with none.
+    """
+    await client.aclose()
 
 
 async def _disconnect_at_loop_shutdown(connection: AbstractConnection) -> AsyncGenerator[None]:
@@ -50,6 +65,11 @@ class TrackedClients:
         ] = []
 
     def __call__(self, **kwargs: Any) -> Redis:
+        if self.source.is_cluster:
+            client = self.source.client(**kwargs)
+            self._track_cluster(client)
+            self._clients.append(client)
+            return client
         if not self.source.is_fake:
             kwargs.setdefault("redis_connect_func", self._on_connect)
         client = self.source.client(**kwargs)
@@ -62,8 +82,25 @@ class TrackedClients:
         self._clients.append(client)
         return client
 
-    async def _on_connect(self, connection: AbstractConnection) -> None:
-        await connection.on_connect()
+    def _track_cluster(self, client: Redis) -> None:
+        # RedisCluster takes no redis_connect_func keyword; its nodes make
+        # connections from connection_kwargs (the manager's for nodes found
+        # later, each startup node's own copy), so the hook goes there, before
+        # RedisCluster's own (READONLY on replicas) when it has one.
+        manager = cast("RedisCluster", client).nodes_manager
+        targets: list[dict[str, Any]] = [manager.connection_kwargs]
+        targets += [node.connection_kwargs for node in manager.startup_nodes.values()]
+        for kwargs in targets:
+            previous: ConnectFunc | None = kwargs.get("redis_connect_func")
+            kwargs["redis_connect_func"] = partial(self._on_connect, then=previous)
+
+    async def _on_connect(
+        self, connection: AbstractConnection, then: ConnectFunc | None = None
+    ) -> None:
+        if then is None:
+            await connection.on_connect()
+        else:
+            await then(connection)
         closer = _disconnect_at_loop_shutdown(connection)
         await anext(closer)  # first iteration registers it with the running loop
         self._closers.append((asyncio.get_running_loop(), closer, connection))
@@ -86,7 +123,7 @@ class TrackedClients:
             _shut_down(connection)
         for client in self._clients:
             try:
-                asyncio.run(client.aclose())
+                asyncio.run(close_client(client))
             except RuntimeError:
                 # "Event loop is closed": the stranded ones, reported below; or
                 # "attached to a different loop": a check abandoned at its
@@ -94,6 +131,9 @@ class TrackedClients:
                 if not (stranded or busy):
                     raise
         if stranded:
+            # Their objects too: a RedisCluster's nodes warn "Unclosed ClusterNode"
+            # when collected with a connection still marked connected.
+            _STRANDED.extend(self._clients)
             raise LeftOpen(_messages.REDIS_CONNECTIONS_LEFT_OPEN.format(count=len(stranded)))
 
 

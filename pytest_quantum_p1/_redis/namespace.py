@@ -7,7 +7,8 @@ token no key on the server contains when the run claims it
 (:meth:`Namespace.claim`). A store keeps a policy under ``<its key prefix><name>``,
 so every key the run makes contains the token; :meth:`Namespace.remove` deletes
 exactly those (``SCAN`` + ``UNLINK``, never a ``FLUSH``), and what the stores
-publish names only such policies.
+publish names only such policies. On a Redis Cluster both run on every master,
+since ``SCAN`` sees only the keys of the node it runs on.
 
 The prefix in force reaches the code that makes names through a context
 variable (:func:`current_prefix`, set with :func:`using_prefix`): a criterion
@@ -117,17 +118,18 @@ class Namespace:
         import redis
 
         draw = tokens or (lambda: secrets.token_hex(4))
-        with redis.Redis.from_url(source.address) as client:
-            for _ in range(_CLAIM_ATTEMPTS):
-                namespace = cls(draw())
-                try:
-                    taken = next(
-                        iter(client.scan_iter(match=namespace.pattern, count=_BATCH)), None
-                    )
-                except (redis.ConnectionError, redis.TimeoutError):
-                    return namespace
-                if taken is None:
-                    return namespace
+        try:
+            addresses = source.master_addresses()
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException):
+            return cls(draw())
+        for _ in range(_CLAIM_ATTEMPTS):
+            namespace = cls(draw())
+            try:
+                taken = any(_holds(address, namespace.pattern) for address in addresses)
+            except (redis.ConnectionError, redis.TimeoutError):
+                return namespace
+            if not taken:
+                return namespace
         raise NamespaceUnavailable(
             _messages.REDIS_NAMESPACE_UNAVAILABLE.format(source=source, attempts=_CLAIM_ATTEMPTS)
         )
@@ -138,20 +140,13 @@ class Namespace:
         return f"*{self.token}*"
 
     def remove(self, source: RedisSource) -> int:
-        """Delete every key on ``source``'s database that contains the token; how many."""
-        import redis
-
-        removed = 0
-        with redis.Redis.from_url(source.address) as client:
-            batch: list[bytes] = []
-            for key in client.scan_iter(match=self.pattern, count=_BATCH):
-                batch.append(key)
-                if len(batch) >= _BATCH:
-                    removed += client.unlink(*batch)
-                    batch = []
-            if batch:
-                removed += client.unlink(*batch)
-        return removed
+        """Delete every key on ``source``'s database (a cluster's: every master's) that
+        contains the token; how many."""
+        single_slot = source.is_cluster
+        return sum(
+            _unlink_matching(address, self.pattern, single_slot=single_slot)
+            for address in source.master_addresses()
+        )
 
     def retire(self, source: RedisSource, grace_s: float = RETIRE_GRACE_S) -> int:
         """End the namespace: stop its writers, remove its keys; how many were removed.
@@ -169,7 +164,7 @@ class Namespace:
 
         try:
             removed = self.remove(source)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException):
             # Unreachable now: nothing of this run can be removed, or written, here.
             removed = 0
         if _workers():
@@ -179,6 +174,43 @@ class Namespace:
     def _remove_quietly(self, source: RedisSource) -> None:
         with suppress(Exception):  # at exit nobody is left to tell
             self.remove(source)
+
+
+def _holds(address: str, pattern: str) -> bool:
+    import redis
+
+    with redis.Redis.from_url(address) as client:
+        return next(iter(client.scan_iter(match=pattern, count=_BATCH)), None) is not None
+
+
+def _unlink_matching(address: str, pattern: str, *, single_slot: bool) -> int:
+    """``UNLINK`` every key matching ``pattern`` on one server; how many.
+
+    ``single_slot``: a cluster node, where one ``UNLINK`` may name keys of one
+    hash slot only: each key is unlinked alone, pipelined.
+    """
+    import redis
+
+    removed = 0
+    with redis.Redis.from_url(address) as client:
+        batch: list[bytes] = []
+
+        def flush() -> int:
+            if not single_slot:
+                return int(client.unlink(*batch))
+            with client.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.unlink(key)
+                return sum(int(n) for n in pipe.execute())
+
+        for key in client.scan_iter(match=pattern, count=_BATCH):
+            batch.append(key)
+            if len(batch) >= _BATCH:
+                removed += flush()
+                batch = []
+        if batch:
+            removed += flush()
+    return removed
 
 
 def _workers() -> list[threading.Thread]:

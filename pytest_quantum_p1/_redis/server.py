@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -26,6 +27,7 @@ __all__ = [
     "RedisServer",
     "RedisServerUnavailable",
     "RedisURL",
+    "find_binary",
     "free_port",
     "redact_text",
     "redact_url",
@@ -75,10 +77,19 @@ class RedisServer:
 
     host: Final = HOST
 
-    def __init__(self, binary: str, port: int, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        binary: str,
+        port: int,
+        *,
+        startup_timeout: float = 10.0,
+        args: Sequence[str] = (),
+    ) -> None:
         self.binary = binary
         self.port = port
         self.startup_timeout = startup_timeout
+        #: More ``redis-server`` arguments, after the defaults (a cluster node's settings).
+        self.args = tuple(args)
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
 
@@ -86,6 +97,11 @@ class RedisServer:
     def url(self) -> str:
         """``redis://127.0.0.1:PORT/0``."""
         return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs, else ``None``."""
+        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -104,6 +120,7 @@ class RedisServer:
             *("--port", str(self.port), "--bind", self.host),
             *("--save", "", "--appendonly", "no", "--dir", str(self._dir)),
             *("--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning"),
+            *self.args,
         ]
         with log_path.open("wb") as log:
             try:
@@ -183,13 +200,9 @@ class RedisServer:
         return f"<RedisServer {self.url} {state}>"
 
 
-def spawn_redis_server(binary: str | None = None, *, startup_timeout: float = 10.0) -> RedisServer:
-    """Start a private redis-server on a free loopback port and return it, running.
-
-    ``binary`` defaults to ``redis-server`` on ``PATH``. Raises
-    :class:`RedisServerUnavailable` (with the server's log tail when it started
-    but failed) if no server can be started. The caller stops it.
-    """
+def find_binary(binary: str | None = None) -> str:
+    """The path of ``binary`` (default ``redis-server`` on ``PATH``); :class:`RedisServerUnavailable`
+    saying where it was looked for when there is none."""
     path = shutil.which(binary or _BINARY)
     if path is None:
         where = (
@@ -198,6 +211,17 @@ def spawn_redis_server(binary: str | None = None, *, startup_timeout: float = 10
             else _messages.REDIS_SERVER_NOT_ON_PATH.format(binary=_BINARY)
         )
         raise RedisServerUnavailable(_messages.REDIS_SERVER_NOT_FOUND.format(where=where))
+    return path
+
+
+def spawn_redis_server(binary: str | None = None, *, startup_timeout: float = 10.0) -> RedisServer:
+    """Start a private redis-server on a free loopback port and return it, running.
+
+    ``binary`` defaults to ``redis-server`` on ``PATH``. Raises
+    :class:`RedisServerUnavailable` (with the server's log tail when it started
+    but failed) if no server can be started. The caller stops it.
+    """
+    path = find_binary(binary)
     error: RedisServerUnavailable | None = None
     for _ in range(_START_ATTEMPTS):
         server = RedisServer(path, free_port(), startup_timeout=startup_timeout)

@@ -3,7 +3,8 @@
 - :mod:`.model`: writes, what became of each invalidation, what each instance read;
   :meth:`~.model.Model.judge`, the checks every read is judged by;
 - :mod:`.instruments`: the Redis each instance gets (every message held, idleness
-  observable, one fetch held, one command held);
+  observable, one fetch held, one command held), or for a store of the URL form its
+  wire proxy (:class:`~.instruments.WireInstrument`);
 - :mod:`.strategies`: what the machine draws (names, policies, garbage, clock steps);
 - :mod:`.steps`: a step as data (``RULES``, :class:`~.steps.Operation`, ``operations()``);
 - :mod:`.machine`: :class:`~.machine.InvalidationMachine`, its rules and the story of

@@ -10,6 +10,13 @@ is *idle* (its listener waits in ``get_message`` with nothing left to take).
 whichever order the store sends them). They extend the harness through its
 public hooks only (``wrap_pubsub``, ``before_subscribe``, ``signal``,
 ``fetch_gate``) and redis-py's public ``execute_command``.
+
+:class:`WireInstrument` is the same for a store of the URL form
+(:class:`~pytest_quantum_p1.FromURL`), which builds its own client: one
+:class:`~pytest_quantum_p1._wire.proxy.WireProxy` per instance, holding every
+push from the start, holding a resubscription while the link is cut and one
+command of an update for ``split_update``. What it cannot observe is idleness:
+what a store did with a push is not on the wire (see the machine's docstring).
 """
 
 from __future__ import annotations
@@ -20,12 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_quantum_p1 import _messages
 from pytest_quantum_p1._harness import ControlledPubSub, Message, ObservedRedis
+from pytest_quantum_p1._wire.records import INVALIDATE_CHANNEL, TRACKING, Tracking
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["CommandHold", "FetchHold", "MachinePubSub", "MachineRedis"]
+    from pytest_quantum_p1._harness.portal import Signal
+    from pytest_quantum_p1._wire.proxy import WireProxy
+    from pytest_quantum_p1._wire.records import ConnectionState, FetchGate, WireDelivery
+
+__all__ = ["CommandHold", "FetchHold", "MachinePubSub", "MachineRedis", "WireInstrument"]
 
 #: Where a client keeps its own ``execute_command`` once :class:`MachineRedis` wrapped it.
 _UNHOOKED = "_p1_unhooked"
@@ -233,12 +245,163 @@ class CommandHold:
         self.captured = asyncio.Event()
         self.released = asyncio.Event()
 
-    async def before(self, args: tuple[Any, ...]) -> None:
-        """Count one command; hold it if it is the one to hold."""
+    def take(self) -> bool:
+        """Count one command; whether it is the one to hold (then :attr:`captured` is set)."""
         self.sent += 1
         if self.sent != self.after + 1 or self.released.is_set():
-            return
+            return False
         self.captured.set()
         if self.on_capture is not None:
             self.on_capture()
-        await self.released.wait()
+        return True
+
+    async def before(self, args: tuple[Any, ...]) -> None:
+        """Count one command; hold it until :attr:`released` if it is the one to hold."""
+        if self.take():
+            await self.released.wait()
+
+
+#: Commands that subscribe: held while the machine keeps an instance's link cut.
+_SUBSCRIBE_COMMANDS = frozenset({"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"})
+#: Commands a client sends to set up or keep up a connection, never as part of an
+#: update: ``split_update`` does not count them (``CLIENT TRACKING`` included, so a
+#: tracking connection's set-up is never held behind its reads).
+_SETUP_COMMANDS = frozenset(
+    {"HELLO", "AUTH", "SELECT", "CLIENT", "PING", "ECHO", "READONLY", "READWRITE", "RESET"}
+)
+
+
+class WireInstrument:
+    """One instance of a URL-form store, seen and steered through its :class:`WireProxy`.
+
+    The wire path's :class:`MachineRedis`: every push (pub/sub message or
+    tracking invalidation) is held from before the store's first connection;
+    while the link is cut (:meth:`cut_link`) the store's connections that
+    subscribe or track are closed and a new ``SUBSCRIBE`` is held until
+    :meth:`allow_link`; :attr:`command_gate` holds one command of an update
+    before Redis sees it; :attr:`fetch_gate` holds one storage read's reply.
+    ``channel`` is the store's invalidation channel; ``__redis__:invalidate``
+    means "tracking invalidations", however they come (RESP3 push or RESP2
+    redirect). A tracking connection that is also the store's data connection
+    is cut but not kept down (holding its ``CLIENT TRACKING`` would hold its
+    reads too).
+    """
+
+    def __init__(self, proxy: WireProxy, *, channel: str) -> None:
+        self.proxy = proxy
+        self.label = proxy.label
+        #: What "listening" means for this store: its channel, or tracking invalidations.
+        self.target: str | Tracking = TRACKING if channel == INVALIDATE_CHANNEL else channel
+        #: Clear while the machine keeps this instance's link cut.
+        self.link_allowed = asyncio.Event()
+        self.link_allowed.set()
+        self._gate: CommandHold | None = None
+        #: Whether a subscription of the store was ever seen (a store that never
+        #: subscribes is not waited for: it is found serving stale values).
+        self.ever_listened = False
+        proxy.hold()
+        proxy.hold_commands(self._match)
+
+    def _match(self, command: str, args: tuple[bytes, ...]) -> bool:
+        if command in _SUBSCRIBE_COMMANDS:
+            return not self.link_allowed.is_set()
+        if command in _SETUP_COMMANDS:
+            return False
+        gate = self._gate
+        return gate is not None and gate.take()
+
+    # -- what the machine reads --------------------------------------------------
+
+    @property
+    def storage_reads(self) -> int:
+        """Storage reads the store sent so far (counted on the wire)."""
+        return self.proxy.storage_reads
+
+    @property
+    def signal(self) -> Signal:
+        """Fires on every change the proxy sees."""
+        return self.proxy.signal
+
+    @property
+    def held(self) -> tuple[WireDelivery, ...]:
+        """Pushes held for this instance, oldest first."""
+        return self.proxy.pending
+
+    def _covers(self, state: ConnectionState) -> bool:
+        if isinstance(self.target, Tracking):
+            return state.gets_invalidations
+        return state.listens_to(self.target)
+
+    def listening(self) -> bool:
+        """Whether an open connection of the store is confirmed on its channel (or tracking)."""
+        now = any(state.open and self._covers(state) for state in self.proxy.connections)
+        self.ever_listened = self.ever_listened or now
+        return now
+
+    def settled(self) -> bool:
+        """Whether it listens, as far as the wire shows, if it should: its link is allowed."""
+        return not (self.link_allowed.is_set() and self.ever_listened) or self.listening()
+
+    async def wait_listening(self, timeout: float) -> bool:
+        """Wait until :meth:`listening` (at most ``timeout`` seconds); whether it is."""
+        try:
+            await self.signal.wait_until(lambda: True if self.listening() else None, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def whereabouts(self) -> str:
+        """What the wire shows of this instance, in words (for a store that did not come back)."""
+        return _messages.MACHINE_WIRE_WHERE.format(target=self.target, held=len(self.held))
+
+    # -- what the machine steers ---------------------------------------------------
+
+    @property
+    def command_gate(self) -> CommandHold | None:
+        """Holds one command of an update (``split_update``); ``None`` releases it."""
+        return self._gate
+
+    @command_gate.setter
+    def command_gate(self, gate: CommandHold | None) -> None:
+        self._gate = gate
+        if gate is None:
+            self._release(lambda command: command not in _SUBSCRIBE_COMMANDS)
+
+    @property
+    def fetch_gate(self) -> FetchGate | None:
+        """Awaited after each storage read's reply (``slow_fetch``)."""
+        return self.proxy.fetch_gate
+
+    @fetch_gate.setter
+    def fetch_gate(self, gate: FetchGate | None) -> None:
+        self.proxy.fetch_gate = gate
+
+    def _release(self, which: Callable[[str], bool]) -> None:
+        for held in self.proxy.pending_commands:
+            if which(held.command):
+                held.release()
+
+    def cut_link(self) -> int:
+        """Close the store's subscribing connections and hold its next ``SUBSCRIBE``; how many."""
+        self.link_allowed.clear()
+        return self.proxy.disconnect(subscriptions_only=True)
+
+    def allow_link(self) -> None:
+        """Let held subscriptions through."""
+        self.link_allowed.set()
+        self._release(lambda command: command in _SUBSCRIBE_COMMANDS)
+        self.signal.notify()
+
+    def idle(self) -> bool:
+        """Always true: idleness is not visible on the wire (reads are judged by serving)."""
+        return True
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Return at once: see :meth:`idle`."""
+
+    async def close_pubsubs(self) -> None:
+        """Nothing to close: the store's connections are its own."""
+
+    async def aclose(self) -> None:
+        """Close the proxy (every connection through it)."""
+        await self.proxy.close_async()

@@ -74,6 +74,34 @@ assumes: it subscribes with ``client.pubsub()`` on the client it is given (and
 again after a lost link), consumes it from a listener that waits in
 ``get_message``/``listen``/``run``, handles one message fully before asking for
 the next, and reads storage through that client outside pipelines.
+
+**On the wire.** A store of the URL form (``store_factory =
+from_url((url, clock) -> store)``) builds its own client, with any library,
+RESP2 or RESP3, decoded or not; each instance is then given the URL of a
+:class:`~pytest_quantum_p1._wire.proxy.WireProxy` of its own
+(:class:`~pytest_quantum_p1._stateful.instruments.WireInstrument`), and every
+rule maps to it: pushes (pub/sub messages, tracking invalidations) held from
+the start and delivered, dropped or duplicated; ``disconnect`` closes the
+store's subscribing connections and holds its next ``SUBSCRIBE`` until
+``reconnect``; ``slow_fetch`` holds one storage read's reply; ``split_update``
+holds one command of the update before Redis sees it; storage reads are
+counted on the wire. The channel ``__redis__:invalidate`` means tracking
+invalidations, however they arrive. What the wire proves: what each instance
+was sent, and when (a barrier ``PING`` per subscribing connection shows every
+push Redis wrote before it reached the proxy; nothing is published), and what
+each instance serves. What it cannot: whether a store handled a push, or
+noticed a lost link, or is idle. So the machine judges by serving: a read that
+would be stale (or cached across a link loss) is read again, with a short
+backoff, until it serves what the model allows or ``settle_timeout`` passed;
+only then is it a failure, saying so. A store that never handles its
+invalidations still fails (``settle_timeout`` later per failing read); a
+correct one that handles them late does not. A stuck listener shows as stale
+reads, not as ``unsettled``; a store that drops its subscription and does not
+subscribe again within the wait is ``unsettled``. A client that reconnects and
+resubscribes by itself (redis-py's retries) hides a lost link from its store:
+the store is then found serving what it cached while it could not hear (true:
+it could not). TTL checks need the store to take the clock, as on the client
+path.
 """
 
 from __future__ import annotations
@@ -84,6 +112,7 @@ import functools
 import logging
 import math
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
@@ -101,17 +130,24 @@ from hypothesis.stateful import (
 )
 
 from pytest_quantum_p1 import _messages
-from pytest_quantum_p1._clock import VirtualClock
+from pytest_quantum_p1._clock import RealClock, VirtualClock
 from pytest_quantum_p1._harness import BarrierBroken
+from pytest_quantum_p1._harness.member import publish_barrier
 from pytest_quantum_p1._redis.namespace import is_retired
 from pytest_quantum_p1._redis.source import RedisSource
-from pytest_quantum_p1._stateful.instruments import CommandHold, FetchHold, MachineRedis
+from pytest_quantum_p1._stateful.instruments import (
+    CommandHold,
+    FetchHold,
+    MachineRedis,
+    WireInstrument,
+)
 from pytest_quantum_p1._stateful.model import (
     ErrorKind,
     Held,
     Instance,
     Model,
     ReadStart,
+    Verdict,
     Violation,
     Write,
 )
@@ -124,7 +160,9 @@ from pytest_quantum_p1._stateful.strategies import (
     name_sets,
     policy_samples,
 )
-from pytest_quantum_p1._target import DEFAULT_CHANNEL, P1Target, StoreFactory
+from pytest_quantum_p1._target import DEFAULT_CHANNEL, FromURL, P1Target, StoreFactory
+from pytest_quantum_p1._wire.proxy import WireProxy
+from pytest_quantum_p1._wire.upstream import Upstream, upstream_of
 
 if TYPE_CHECKING:
     from hypothesis.stateful import MultipleResults
@@ -157,6 +195,26 @@ DEFAULT_RECONNECT_TIMEOUT = 5.0
 DEFAULT_STEP_TIMEOUT = 30.0
 #: How often the teardown cancels again a task that a cancellation did not stop.
 _RECANCEL_EVERY = 0.05
+#: On the wire: what a read may break only because the store has not yet handled
+#: a push it was sent (or noticed a lost link); read again until ``settle_timeout``.
+_SERVED_LATE: frozenset[ErrorKind] = frozenset({"stale", "link-loss"})
+#: The first and the longest pause between two such reads (real seconds).
+_SERVE_FIRST_PAUSE = 0.001
+_SERVE_MAX_PAUSE = 0.05
+#: Loop turns the wire path lets pass after a step: the store, its proxy and the
+#: machine share one loop, so a forwarded push is usually handled within them.
+_WIRE_TURNS = 10
+
+
+def _true_if(check: Callable[[], bool]) -> bool | None:
+    """``True`` once ``check()`` is, else ``None``: a condition for ``Signal.wait_until``."""
+    return True if check() else None
+
+
+async def _turns(count: int = _WIRE_TURNS) -> None:
+    """Let the loop run ``count`` times round: a push written to a socket is read and handled."""
+    for _ in range(count):
+        await asyncio.sleep(0)
 
 
 class InvalidationError(AssertionError):
@@ -218,6 +276,8 @@ class SharedClients:
     each example starts from an empty Redis, and the subscriptions of the last
     one are removed from the server: fakeredis keeps a closed asyncio
     connection subscribed, and would deliver every later message to it too.
+    For stores of the URL form it also keeps the Redis their proxies forward
+    to (:meth:`upstream`: on fakeredis a TCP server, started once).
     """
 
     def __init__(
@@ -226,11 +286,22 @@ class SharedClients:
         self.loop = asyncio.new_event_loop()
         #: Whether the server is ours alone, to empty between examples.
         self.owned = make_client is None and redis_url is None
+        self._source: RedisSource | None = None
         if make_client is None:
             source = RedisSource.fake() if redis_url is None else RedisSource.external(redis_url)
+            self._source = source
             make_client = source.client
         self._make = make_client
         self._clients: dict[object, Redis] = {}
+        self._stack = contextlib.ExitStack()
+        self._upstream: Upstream | None = None
+
+    def upstream(self) -> Upstream:
+        """The TCP Redis the wire proxies forward to: the clients' own Redis."""
+        if self._upstream is None:
+            source = self._source or source_of_client(self.client("control"))
+            self._upstream = self._stack.enter_context(upstream_of(source))
+        return self._upstream
 
     def client(self, key: object) -> Redis:
         """The client for ``key`` (made on first use, on :attr:`loop`)."""
@@ -259,6 +330,32 @@ class SharedClients:
         finally:
             self._clients.clear()
             loop.close()
+            self._stack.close()
+
+
+def source_of_client(client: Any) -> RedisSource:
+    """The Redis a ``redis.asyncio`` (or fakeredis) client talks to, as a source never flushed.
+
+    A store of the URL form is given a proxy's address, so the machine needs an
+    address where the client path needs only a client: this reads it from the
+    client's connection settings (a fakeredis client: its in-process server).
+    """
+    settings = client.connection_pool.connection_kwargs
+    server = settings.get("server")
+    if server is not None:
+        return RedisSource("fake", _fake_server=server)
+    if settings.get("path"):
+        raise CouldNotRun(_messages.MACHINE_WIRE_NO_TCP.format(path=settings["path"]))
+    user, password = settings.get("username"), settings.get("password")
+    auth = ""
+    if password:
+        auth = f"{urllib.parse.quote(user or '', safe='')}:{urllib.parse.quote(password, safe='')}@"
+    host, port, db = (
+        settings.get("host", "127.0.0.1"),
+        settings.get("port", 6379),
+        settings.get("db", 0),
+    )
+    return RedisSource.external(f"redis://{auth}{host}:{port}/{db}")
 
 
 # -- strategies that ask the running machine ---------------------------------------------
@@ -353,11 +450,14 @@ class InvalidationMachine(RuleBasedStateMachine):
     and slow shrinking). The machine drives its own event loop, so run it from
     synchronous code (not from inside a running loop). Class attributes:
 
-    - ``store_factory`` (required), ``ttl`` (the stores' TTL in clock seconds),
+    - ``store_factory`` (required): ``(redis client, clock) -> store``, or
+      ``from_url((url, clock) -> store)`` for a store that builds its own client
+      (the wire path, see the module docstring); ``ttl`` (the stores' TTL in clock seconds),
       ``instances`` (>= 1, default 3), ``channel`` (the invalidation channel);
     - ``make_client``: a zero-argument callable returning a new
       ``redis.asyncio`` client, called on the machine's loop; or ``redis_url``;
-      default: a fresh fakeredis server per example;
+      default: a fresh fakeredis server per example (on the wire, served over TCP;
+      with ``make_client``, the proxies forward to the address its client uses);
     - ``disabled_rules``: rule names (``RULES``) to leave out, to focus a search;
     - ``name_prefix``: put before every policy name the stores are
       given, e.g. a namespace on a Redis shared with other data; the steps show
@@ -374,7 +474,7 @@ class InvalidationMachine(RuleBasedStateMachine):
     # Not ClassVars: so that type checkers accept ``staticmethod(f)`` here (a
     # ClassVar callable is typed as a method) and reject a bare function,
     # which would be bound to the machine.
-    store_factory: StoreFactory | None = None
+    store_factory: StoreFactory | FromURL | None = None
     ttl: ClassVar[float] = DEFAULT_TTL
     instances: ClassVar[int] = 3
     channel: ClassVar[str] = DEFAULT_CHANNEL
@@ -382,6 +482,9 @@ class InvalidationMachine(RuleBasedStateMachine):
     redis_url: ClassVar[str | None] = None
     disabled_rules: ClassVar[frozenset[str]] = frozenset()
     name_prefix: ClassVar[str] = ""
+    #: The stores keep time themselves (``P1Target.real_time``): the machine's
+    #: clock is the real one, and moving it forward waits for real.
+    real_time: ClassVar[bool] = False
     settle_timeout: ClassVar[float] = DEFAULT_SETTLE_TIMEOUT
     reconnect_timeout: ClassVar[float] = DEFAULT_RECONNECT_TIMEOUT
     step_timeout: ClassVar[float] = DEFAULT_STEP_TIMEOUT
@@ -425,7 +528,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         self.ttl_s = float(cls.ttl)
         self.instance_count = cls.instances
         self.trace: list[str] = []
-        self.clock = VirtualClock()
+        self.clock = RealClock() if cls.real_time else VirtualClock()
         self._stats = cls.stats
         self._stats.examples += 1
         self._names = cls.name_prefix
@@ -433,6 +536,10 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._insts: list[Instance] = []
         self._control: Any = None
         self._closed = False
+        #: The wire path: a store of the URL form, each instance behind a proxy.
+        self._wire = isinstance(factory, FromURL)
+        #: What the wire path opened for this example alone (a fake TCP server).
+        self._exit = contextlib.ExitStack()
         #: The store calls under way, in words: what a step that overran was waiting for.
         self._calling: list[str] = []
         #: The calls a step's deadline cut short (they leave :attr:`_calling` as it fires).
@@ -531,7 +638,66 @@ class InvalidationMachine(RuleBasedStateMachine):
             make = (RedisSource.fake() if url is None else RedisSource.external(url)).client
         return lambda _key: make()
 
-    async def _open(self, factory: StoreFactory) -> None:
+    def _wire_redis(self) -> Upstream:
+        """The wire path's Redis: where proxies forward to; sets the machine's own client."""
+        cls = type(self)
+        if cls.shared is not None:
+            self._control = cls.shared.client("control")
+            return cls.shared.upstream()
+        if cls.make_client is not None:
+            self._control = cls.make_client()
+            source = source_of_client(self._control)
+        else:
+            # A fake source is a fresh server: each example starts from an empty Redis.
+            url = cls.redis_url
+            source = RedisSource.fake() if url is None else RedisSource.external(url)
+            self._control = source.client()
+        return self._exit.enter_context(upstream_of(source))
+
+    async def _open_wire(self, factory: FromURL) -> None:
+        upstream = self._wire_redis()
+        shared = type(self).shared
+        if shared is not None:
+            await shared.begin(self._control)
+        for index in range(self.instance_count):
+            proxy = WireProxy(
+                upstream.address, label=f"instance {index}", db=upstream.db, loop=self._loop
+            )
+            await proxy.start_async()
+            wire = WireInstrument(proxy, channel=type(self).channel)
+            try:
+                store = factory(upstream.store_url(proxy.address), self.clock)
+            except Exception as exc:
+                await wire.aclose()  # not yet an instance: teardown would miss it
+                raise CouldNotRun(
+                    _messages.MACHINE_FACTORY_RAISED.format(
+                        instance=index, type=type(exc).__name__, error=exc
+                    )
+                ) from exc
+            self._insts.append(Instance(index, wire, store))
+
+    async def _open(self, factory: StoreFactory | FromURL) -> None:
+        if isinstance(factory, FromURL):
+            await self._open_wire(factory)
+        else:
+            await self._open_client(factory)
+        for inst in self._insts:
+            await self._store_call(
+                _messages.MACHINE_CALL.format(instance=inst.index, call="initialize()"),
+                inst.store.initialize(),
+            )
+        # On the wire nothing tells when a store is listening but the wire itself:
+        # wait for each one's subscription (a store that never subscribes is
+        # then found serving stale values, as on the client path).
+        for inst in self._insts:
+            if isinstance(inst.observed, WireInstrument):
+                await inst.observed.wait_listening(type(self).settle_timeout)
+        try:
+            await self._quiesce("initialize()")
+        except InvalidationError as exc:
+            raise CouldNotRun(_messages.MACHINE_SETUP_UNSETTLED.format(detail=exc)) from None
+
+    async def _open_client(self, factory: StoreFactory) -> None:
         make_client = self._make_client()
         self._control = make_client("control")
         shared = type(self).shared
@@ -550,15 +716,6 @@ class InvalidationMachine(RuleBasedStateMachine):
                     )
                 ) from exc
             self._insts.append(Instance(index, observed, store))
-        for inst in self._insts:
-            await self._store_call(
-                _messages.MACHINE_CALL.format(instance=inst.index, call="initialize()"),
-                inst.store.initialize(),
-            )
-        try:
-            await self._quiesce("initialize()")
-        except InvalidationError as exc:
-            raise CouldNotRun(_messages.MACHINE_SETUP_UNSETTLED.format(detail=exc)) from None
 
     def teardown(self) -> None:
         """Close the stores, the clients and the loop (never raises: a failure may be in flight)."""
@@ -583,6 +740,7 @@ class InvalidationMachine(RuleBasedStateMachine):
             self._tasks.clear()
             if not shared:
                 loop.close()
+            self._exit.close()
 
     async def _shutdown(self) -> None:
         for inst in self._insts:
@@ -597,7 +755,8 @@ class InvalidationMachine(RuleBasedStateMachine):
         for inst in self._insts:
             with contextlib.suppress(Exception):
                 await _until_done(inst.observed.close_pubsubs())
-            if shared is None:
+            # A proxy is the example's own, even when the clients are shared.
+            if shared is None or isinstance(inst.observed, WireInstrument):
                 with contextlib.suppress(Exception):
                     await inst.observed.aclose()
         if self._control is not None:
@@ -626,6 +785,9 @@ class InvalidationMachine(RuleBasedStateMachine):
         """
         hint = "" if timeout is None else _messages.MACHINE_RECONNECT_HINT
         timeout = type(self).settle_timeout if timeout is None else timeout
+        if self._wire:
+            await self._quiesce_wire(step, write, timeout)
+            return
         if write is not None:
             # Side by side: a held message stays held, so no wait undoes another,
             # and the outcome (everything held) does not depend on their order.
@@ -634,12 +796,71 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._absorb(write)
         self._collect_deaths()
 
-    async def _publish_barrier(self, channel: str, token: str) -> None:
-        await self._control.publish(channel, token)
+    async def _quiesce_wire(self, step: str, write: Write | None, timeout: float) -> None:
+        """The wire path's :meth:`_quiesce`: pushes at the proxies, then a few turns of the loop.
+
+        After a write, a barrier on each proxy (a ``PING`` of its own on each
+        subscribing connection, answered after every push Redis wrote there
+        before it) proves that what the write published is held, and tagged.
+        Whether a store is idle is not visible on the wire: the loop is let run
+        a few turns (the store, its proxy and the machine share it), and reads
+        are judged by serving (:meth:`_judge_served`).
+        """
+        if write is not None:
+            await asyncio.gather(*(self._wire_barrier(inst, step, timeout) for inst in self._insts))
+        await _turns()
+        # What the wire does show: a store that dropped its subscription (after
+        # a garbage message, say) and has not resubscribed yet. Waited for, so
+        # the next step finds the same state in every run.
+        for inst in self._insts:
+            wire = inst.observed
+            assert isinstance(wire, WireInstrument)
+            if wire.settled():
+                continue
+            try:
+                await wire.signal.wait_until(functools.partial(_true_if, wire.settled), timeout)
+            except TimeoutError:
+                self._note_failure()
+                raise InvalidationError(
+                    _messages.MACHINE_NOT_IDLE.format(
+                        instance=inst.index,
+                        timeout=timeout,
+                        step=step,
+                        whereabouts=wire.whereabouts(),
+                    )
+                    + self._trailer(),
+                    kind="unsettled",
+                ) from None
+        self._absorb(write)
+
+    def _barrier_not_back(self, inst: Instance, step: str, timeout: float) -> InvalidationError:
+        self._note_failure()
+        return InvalidationError(
+            _messages.MACHINE_NOT_IDLE.format(
+                instance=inst.index,
+                timeout=timeout,
+                step=step,
+                whereabouts=_messages.MACHINE_WHERE_NEVER_REACHED,
+            )
+            + self._trailer(),
+            kind="unsettled",
+        )
+
+    async def _wire_barrier(self, inst: Instance, step: str, timeout: float) -> None:
+        wire = inst.observed
+        assert isinstance(wire, WireInstrument)
+        try:
+            await wire.proxy.barrier_async(timeout)
+        except TimeoutError:
+            raise self._barrier_not_back(inst, step, timeout) from None
+
+    async def _publish_barrier(self, channel: str, token: str) -> list[str] | None:
+        return await publish_barrier(self._control, channel, token)
 
     async def _barrier(self, inst: Instance, step: str, timeout: float) -> None:
         # Redis delivers in order per connection: once the token is back,
         # everything published before it is held.
+        assert isinstance(inst.observed, MachineRedis)
         ps = inst.observed.machine_pubsub
         if ps is None or not ps.live or not ps.listens_to(type(self).channel):
             return
@@ -648,17 +869,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         except BarrierBroken:
             return  # the link went: what it held is lost with it, as a cut link loses it
         except TimeoutError:
-            self._note_failure()
-            raise InvalidationError(
-                _messages.MACHINE_NOT_IDLE.format(
-                    instance=inst.index,
-                    timeout=timeout,
-                    step=step,
-                    whereabouts=_messages.MACHINE_WHERE_NEVER_REACHED,
-                )
-                + self._trailer(),
-                kind="unsettled",
-            ) from None
+            raise self._barrier_not_back(inst, step, timeout) from None
 
     async def _wait_all_idle(self, step: str, timeout: float, hint: str = "") -> None:
         # Usually every store is idle already: then nothing is awaited at all.
@@ -674,7 +885,7 @@ class InvalidationMachine(RuleBasedStateMachine):
         self._collect_deaths()
         lines = []
         for inst in self._insts:
-            if inst.observed.idle():
+            if inst.observed.idle() or not isinstance(inst.observed, MachineRedis):
                 continue
             ps = inst.observed.machine_pubsub
             where = ps.whereabouts() if ps is not None else _messages.MACHINE_WHERE_NO_SUBSCRIPTION
@@ -690,6 +901,9 @@ class InvalidationMachine(RuleBasedStateMachine):
     def _absorb(self, write: Write | None) -> None:
         """Mirror newly held messages, tagging them with the write that sent them."""
         for inst in self._insts:
+            if isinstance(inst.observed, WireInstrument):
+                self._absorb_wire(inst, inst.observed, write)
+                continue
             ps = inst.observed.machine_pubsub
             if ps is not inst.pubsub:
                 inst.lose_queue()  # the store replaced its subscription on its own
@@ -708,8 +922,29 @@ class InvalidationMachine(RuleBasedStateMachine):
                 if write is not None:
                     write.fate(inst.index).pending += 1
 
+    @staticmethod
+    def _absorb_wire(inst: Instance, wire: WireInstrument, write: Write | None) -> None:
+        # Keyed by the proxy's own records: a push held for a connection that
+        # closed (the machine cut it, or the store did) is gone from the proxy.
+        held = wire.held
+        still = {id(delivery) for delivery in held}
+        kept = [h for h in inst.queue if id(h.token) in still]
+        if len(kept) < len(inst.queue):
+            gone = [h for h in inst.queue if id(h.token) not in still]
+            inst.queue = gone
+            inst.lose_queue()
+            inst.queue = kept
+        mirrored = {id(h.token) for h in kept}
+        for delivery in held:
+            if id(delivery) not in mirrored:
+                inst.queue.append(Held(write, delivery))
+                if write is not None:
+                    write.fate(inst.index).pending += 1
+
     def _collect_deaths(self) -> None:
         for inst in self._insts:
+            if not isinstance(inst.observed, MachineRedis):
+                continue  # a URL-form store's tasks are not told apart from the others
             for ps in inst.observed.machine_pubsubs:
                 consumer = ps.consumer
                 if consumer is None or not consumer.done() or id(consumer) in inst.reported:
@@ -738,15 +973,61 @@ class InvalidationMachine(RuleBasedStateMachine):
             return [
                 inst.index
                 for inst in self._insts
-                if inst.observed.link_allowed.is_set()
-                and (ps := inst.observed.machine_pubsub) is not None
-                and ps.live
+                if inst.observed.link_allowed.is_set() and self._linked(inst)
             ]
         if select == "disconnected":
             return [i.index for i in self._insts if not i.observed.link_allowed.is_set()]
         raise ValueError(select)
 
+    @staticmethod
+    def _linked(inst: Instance) -> bool:
+        """Whether the instance has a live invalidation link to cut."""
+        if isinstance(inst.observed, WireInstrument):
+            # Whether it listens at this moment is timing (a resubscription on its
+            # way): not a choice the search may depend on.
+            return True
+        ps = inst.observed.machine_pubsub
+        return ps is not None and ps.live
+
+    def _head_wire(
+        self, inst: Instance, wire: WireInstrument, action: Literal["deliver", "drop", "duplicate"]
+    ) -> bool:
+        held = wire.held
+        if not inst.queue or not held:
+            return False
+        head = inst.queue[0]
+        if head.token is not held[0]:
+            raise RuntimeError(
+                _messages.MACHINE_MIRROR_BUG.format(
+                    instance=inst.index, held=len(held), expected=len(inst.queue)
+                )
+            )
+        fate = head.fate(inst.index)
+        if action == "drop":
+            inst.queue.pop(0)
+            fate.pending -= 1
+            wire.proxy.drop(1)
+            fate.dropped += 1
+            return True
+        if action == "duplicate":
+            (sent,) = wire.proxy.duplicate(1)
+        else:
+            inst.queue.pop(0)
+            fate.pending -= 1
+            (sent,) = wire.proxy.deliver(1)
+        if not sent.forwarded:  # its connection closed meanwhile: the store never got it
+            if action == "deliver":
+                fate.lost += 1
+        elif head.write is not None and not head.write.committed:
+            fate.early += 1
+        else:
+            fate.delivered += 1
+            fate.delivered_at.append(len(self.trace))
+        return True
+
     def _head(self, inst: Instance, action: Literal["deliver", "drop", "duplicate"]) -> bool:
+        if isinstance(inst.observed, WireInstrument):
+            return self._head_wire(inst, inst.observed, action)
         ps = inst.pubsub
         if ps is None or not inst.queue or not ps.live:
             return False
@@ -786,7 +1067,35 @@ class InvalidationMachine(RuleBasedStateMachine):
     async def _read(self, inst: Instance, name: str) -> None:
         start = self._model.start_read(inst, name)
         value = await self._get(inst, name)
-        self._judge(inst, start, value)
+        if self._wire:
+            await self._judge_served(inst, name, start, value)
+        else:
+            self._judge(inst, start, value)
+
+    async def _judge_served(
+        self, inst: Instance, name: str, start: ReadStart, value: Mapping[str, Any]
+    ) -> None:
+        """The wire path's verdict on a read: by what the instance serves, until a deadline.
+
+        On the wire, a push forwarded to a store is not known to be handled
+        (nor a lost link to be noticed): a read that would be stale, or cached
+        across a link loss, is read again with a short backoff until it serves
+        what the model allows or ``settle_timeout`` passed; only then is it a
+        failure. A broken store fails all the same, ``settle_timeout`` later.
+        """
+        __tracebackhide__ = True
+        deadline = time.monotonic() + type(self).settle_timeout
+        pause = _SERVE_FIRST_PAUSE
+        while True:
+            verdict = self._model.judge(inst, start, value, self.clock())
+            late = verdict.violation is not None and verdict.violation.kind in _SERVED_LATE
+            if not late or time.monotonic() >= deadline:
+                self._apply(inst, verdict)
+                return
+            await asyncio.sleep(pause)  # a real wait: the store's own tasks must run
+            pause = min(pause * 2, _SERVE_MAX_PAUSE)
+            start = self._model.start_read(inst, name)
+            value = await self._get(inst, name)
 
     def _get(self, inst: Instance, name: str) -> Awaitable[Mapping[str, Any]]:
         what = _messages.MACHINE_CALL.format(instance=inst.index, call=f"get_policy({name!r})")
@@ -794,8 +1103,11 @@ class InvalidationMachine(RuleBasedStateMachine):
 
     def _judge(self, inst: Instance, start: ReadStart, value: Mapping[str, Any]) -> None:
         __tracebackhide__ = True
+        self._apply(inst, self._model.judge(inst, start, value, self.clock()))
+
+    def _apply(self, inst: Instance, verdict: Verdict) -> None:
+        __tracebackhide__ = True
         self._stats.reads += 1
-        verdict = self._model.judge(inst, start, value, self.clock())
         if verdict.violation is not None:
             self._fail(verdict.violation)
         if verdict.stale_age is not None:
@@ -805,6 +1117,8 @@ class InvalidationMachine(RuleBasedStateMachine):
     def _fail(self, violation: Violation) -> None:
         __tracebackhide__ = True
         lines = self._model.explain(violation)
+        if self._wire and violation.kind in _SERVED_LATE:
+            lines.append(_messages.MACHINE_WIRE_SERVED.format(seconds=type(self).settle_timeout))
         self._collect_deaths()
         lines.extend(
             _messages.MACHINE_OTHER_DEATH.format(instance=i.index, death=death)
@@ -888,8 +1202,11 @@ class InvalidationMachine(RuleBasedStateMachine):
         def holds_more() -> bool | None:
             if stop():
                 return True
-            ps = inst.observed.machine_pubsub
-            held = ps.held_count if ps is not None and ps.live else 0
+            if isinstance(inst.observed, WireInstrument):
+                held = len(inst.observed.held)
+            else:
+                ps = inst.observed.machine_pubsub
+                held = ps.held_count if ps is not None and ps.live else 0
             return True if held > len(inst.queue) else None
 
         await signal.wait_until(holds_more, None)
@@ -1088,6 +1405,16 @@ class InvalidationMachine(RuleBasedStateMachine):
 
         async def run() -> None:
             inst = self._inst(instance)
+            if isinstance(inst.observed, WireInstrument):
+                # What was held on the cut connections is gone with them (mirrored
+                # now, so no later step delivers the wrong push). The store's
+                # noticing is not awaited: its next reads must fetch, and are
+                # judged by serving.
+                inst.observed.cut_link()
+                self._absorb(None)
+                self._must_refetch(inst, _messages.MACHINE_LINK_CUT_AT.format(step=len(self.trace)))
+                await self._quiesce(step, timeout=type(self).reconnect_timeout)
+                return
             ps = inst.observed.machine_pubsub
             inst.observed.cut_link()
             if ps is not None and ps.live:
@@ -1110,10 +1437,27 @@ class InvalidationMachine(RuleBasedStateMachine):
             if inst.observed.link_allowed.is_set():
                 return
             inst.observed.allow_link()
+            if isinstance(inst.observed, WireInstrument):
+                await self._wire_relinked(inst, inst.observed, step)
             await self._quiesce(step, timeout=type(self).reconnect_timeout)
             self._must_refetch(inst, _messages.MACHINE_LINK_BACK_AT.format(step=len(self.trace)))
 
         self._run(run())
+
+    async def _wire_relinked(self, inst: Instance, wire: WireInstrument, step: str) -> None:
+        """Wait until the store listens again (``reconnect_timeout``): on the wire, what it shows."""
+        timeout = type(self).reconnect_timeout
+        if await wire.wait_listening(timeout):
+            return
+        self._note_failure()
+        raise InvalidationError(
+            _messages.MACHINE_NOT_IDLE.format(
+                instance=inst.index, timeout=timeout, step=step, whereabouts=wire.whereabouts()
+            )
+            + _messages.MACHINE_RECONNECT_HINT
+            + self._trailer(),
+            kind="unsettled",
+        )
 
     @rule(seconds=_clock_steps())
     def advance_clock(self, seconds: float) -> None:
@@ -1185,9 +1529,15 @@ class InvalidationMachine(RuleBasedStateMachine):
         if not held:
             # A hit (or a store that fetched without the client): it returned
             # before the update below, so it is judged as of now.
-            self._judge(inst, start, await read)
+            if self._wire:
+                await self._judge_served(inst, name, start, await read)
+            else:
+                self._judge(inst, start, await read)
         elif in_flight:
-            self.clock.advance(in_flight)
+            if isinstance(self.clock, RealClock):
+                await asyncio.sleep(in_flight)  # on the stores' loop: never block it
+            else:
+                self.clock.advance(in_flight)
             self._model.max_in_flight = max(self._model.max_in_flight, in_flight)
         try:
             write = await self._update(writer, name, {}, step)
@@ -1216,9 +1566,14 @@ class InvalidationMachine(RuleBasedStateMachine):
         step = self._enter("inject_garbage", instance=instance, data=data)
 
         async def run() -> None:
-            ps = self._inst(instance).observed.machine_pubsub
-            if ps is not None and ps.live:
-                ps.inject(data, channel=type(self).channel)
+            observed = self._inst(instance).observed
+            if isinstance(observed, WireInstrument):
+                if observed.listening():
+                    observed.proxy.inject(data, channel=observed.target)
+            else:
+                ps = observed.machine_pubsub
+                if ps is not None and ps.live:
+                    ps.inject(data, channel=type(self).channel)
             await self._quiesce(step)
 
         self._run(run())
@@ -1279,7 +1634,7 @@ def machine_settings(**changes: Any) -> hypothesis.settings:
 
 
 def machine_for(
-    target: P1Target | StoreFactory,
+    target: P1Target | StoreFactory | FromURL,
     *,
     ttl: float | None = None,
     instances: int = 3,
@@ -1292,8 +1647,12 @@ def machine_for(
     settle_timeout: float | None = None,
     reconnect_timeout: float | None = None,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    real_time: bool | None = None,
 ) -> type[InvalidationMachine]:
     """An :class:`InvalidationMachine` subclass for a target or a store factory.
+
+    ``real_time``: the stores keep time themselves, so the machine's clock is
+    the real one (default: the target's ``real_time``, else ``False``).
 
     From a :class:`~pytest_quantum_p1.P1Target`, ``ttl`` and ``channel``
     default to its ``policy_ttl`` and ``invalidation_channel``; from a bare
@@ -1320,14 +1679,17 @@ def machine_for(
     ):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(_messages.MACHINE_BAD_TIMEOUT.format(name=label, value=value))
+    if real_time is None:
+        real_time = target.real_time if isinstance(target, P1Target) else False
     if isinstance(target, P1Target):
-        factory: StoreFactory = target.store_factory
+        factory: StoreFactory | FromURL = target.store_factory
         ttl = target.policy_ttl if ttl is None else ttl
         channel = target.invalidation_channel if channel is None else channel
         label = name or f"InvalidationMachine[{target.name}]"
     else:
         factory = target
-        label = name or f"InvalidationMachine[{getattr(target, '__name__', 'store')}]"
+        named = target.make if isinstance(target, FromURL) else target
+        label = name or f"InvalidationMachine[{getattr(named, '__name__', 'store')}]"
     namespace: dict[str, Any] = {
         "store_factory": staticmethod(factory),
         "ttl": DEFAULT_TTL if ttl is None else float(ttl),
@@ -1340,6 +1702,7 @@ def machine_for(
         "settle_timeout": float(settle_timeout),
         "reconnect_timeout": float(reconnect_timeout),
         "step_timeout": float(step_timeout),
+        "real_time": real_time,
         "__module__": __name__,
     }
     return cast("type[InvalidationMachine]", type(label, (InvalidationMachine,), namespace))

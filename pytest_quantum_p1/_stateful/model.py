@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pytest_quantum_p1 import _messages
 
 if TYPE_CHECKING:
-    from pytest_quantum_p1._stateful.instruments import MachinePubSub, MachineRedis
+    from pytest_quantum_p1._stateful.instruments import MachinePubSub, MachineRedis, WireInstrument
     from pytest_quantum_p1._target import PolicyStore
 
 __all__ = [
@@ -114,6 +114,8 @@ class Held:
     """A held invalidation, mirrored: which write it belongs to (if known)."""
 
     write: Write | None
+    #: On the wire path, the proxy's own record of the push (its identity is the mirror's key).
+    token: object = None
 
     def fate(self, instance: int) -> Fate:
         """Its write's fate at ``instance``; a throwaway one for a message no write sent."""
@@ -125,7 +127,8 @@ class Instance:
     """One store instance, its client, and what the model knows of it."""
 
     index: int
-    observed: MachineRedis
+    #: The client path's observed client, or the wire path's proxy.
+    observed: MachineRedis | WireInstrument
     store: PolicyStore
     pubsub: MachinePubSub | None = None
     #: Mirror of the real (non-marker) messages held for ``pubsub``, oldest first.

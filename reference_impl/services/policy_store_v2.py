@@ -33,7 +33,32 @@ arrives. Compared with the seed's sketch:
   when the entry is filled: a caller cannot change the cache through it, and a
   hit still returns the cached object itself;
 - a flood on the channel neither starves the event loop nor leaves the cache
-  serving what a queued invalidation would drop: see :meth:`PolicyStoreV2._pump`.
+  serving what a queued invalidation would drop: see :meth:`PolicyStoreV2._pump`;
+- it runs on a Redis Cluster too, given a ``redis.asyncio.cluster.RedisCluster``
+  client: see below.
+
+On a Redis Cluster
+------------------
+
+The write and its ``PUBLISH`` stay one script: it touches one key, which a
+cluster allows. Invalidation uses classic pub/sub, which the cluster broadcasts
+over its bus to every node, so a store may listen on any node. The store
+listens first on the node owning the channel's slot, as redis-py would; when
+that link is lost it flushes, asks the cluster for its topology again (its
+listener does this itself: a store with no read traffic of its own must not
+wait for a read to notice) and subscribes on the first node that answers, the
+slot owner first. A dead node thus costs one flush and a resubscription within
+milliseconds, not the cluster's failover time. Cluster failures (a redirect
+surfacing, ``CLUSTERDOWN``, an uncovered slot) raise
+:class:`~reference_impl.errors.StoreUnavailableError` saying so; a plain client
+pointed at a cluster node gets one naming ``MOVED`` and the cluster client to
+use instead.
+
+Sharded pub/sub (``SSUBSCRIBE``/``SPUBLISH``) is deliberately not used: a script
+may touch one slot, so the keys would all need the channel's hash tag, putting
+every policy on one shard and renaming every stored key; and a failover ends a
+sharded subscription with a ``sunsubscribe`` that the client does not follow.
+Policies change rarely, so the bus's fan-out of each ``PUBLISH`` costs little.
 
 Call :meth:`PolicyStoreV2.initialize` once before use: until the invalidation
 subscription is confirmed, reads are served straight from Redis and never
@@ -57,8 +82,18 @@ from typing import Any, Final, Self
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reference_impl.core.frozen import FrozenDict, FrozenList
@@ -74,11 +109,14 @@ from reference_impl.errors import (
 
 __all__ = [
     "BEHIND_AFTER",
+    "CLUSTER_ERROR",
+    "CLUSTER_REDIRECT",
     "DEFAULT_MAX_POLICY_BYTES",
     "DEFAULT_REDIS_URL",
     "DEFAULT_TIMEOUT",
     "MAX_MESSAGE_BYTES",
     "MAX_NAME_LENGTH",
+    "PLAIN_CLIENT_REDIRECT",
     "REDIS_URL_ENV",
     "TURN_SECONDS",
     "CacheStats",
@@ -142,13 +180,54 @@ _BACKOFF_START: Final = 0.01
 _BACKOFF_CAP: Final = 0.5
 _CANCEL_RETRY: Final = 0.1
 # What a dropped or unreachable server looks like; anything else is a bug or a
-# surprise, logged with its traceback but handled the same way.
-_LINK_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+# surprise, logged with its traceback but handled the same way. redis-py's
+# cluster errors are not all RedisErrors (RedisClusterException is not).
+_LINK_ERRORS: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterError,
+    RedisClusterException,
+)
+
+#: A redirect reaching a plain client: the server is one node of a Redis Cluster.
+#: Fields: ``kind`` (``MOVED`` or ``ASK``), ``slot``, ``node`` (``host:port``).
+PLAIN_CLIENT_REDIRECT: Final = (
+    "Redis answered {kind} {slot} {node}: the server is a Redis Cluster node and slot"
+    " {slot} is served by {node}; give the store a cluster client"
+    " (redis.asyncio.cluster.RedisCluster)"
+)
+#: A redirect that a cluster client gave up following (slots moving under it).
+CLUSTER_REDIRECT: Final = (
+    "Redis Cluster kept redirecting slot {slot} ({kind} {node}): the cluster is"
+    " resharding or failing over"
+)
+#: Any other cluster failure (``CLUSTERDOWN``, an uncovered slot, no node reachable).
+CLUSTER_ERROR: Final = "Redis Cluster unavailable ({type}): {error}"
 
 
 def _show(name: str) -> str:
     """``repr`` of a name, shortened so a huge bad name cannot flood a message."""
     return repr(name if len(name) <= 40 else name[:40] + "...")
+
+
+def _unavailable(action: str, exc: BaseException, *, cluster: bool) -> StoreUnavailableError:
+    """The typed error for a failed round trip; a cluster's failures say they are one.
+
+    redis-py shows a redirect as its bare payload (``7693 127.0.0.1:30002``),
+    which names neither ``MOVED`` nor a cluster.
+    """
+    if isinstance(exc, AskError):  # MovedError too
+        kind = "MOVED" if isinstance(exc, MovedError) else "ASK"
+        template = CLUSTER_REDIRECT if cluster else PLAIN_CLIENT_REDIRECT
+        node = f"{exc.host}:{exc.port}"
+        return StoreUnavailableError(
+            f"{action}: {template.format(kind=kind, slot=exc.slot_id, node=node)}"
+        )
+    if isinstance(exc, ClusterError | RedisClusterException | TryAgainError):
+        detail = CLUSTER_ERROR.format(type=type(exc).__name__, error=exc)
+        return StoreUnavailableError(f"{action}: {detail}")
+    return StoreUnavailableError(f"{action}: {exc}")
 
 
 def _name_problem(name: object) -> str | None:
@@ -302,18 +381,20 @@ class PolicyStoreV2:
 
     ``redis`` is the client the store uses for reads, writes and its
     subscription (it is not closed by :meth:`close` unless the store made it,
-    see :meth:`from_url`). ``ttl`` is in seconds of ``clock``; ``0`` disables
-    caching. Policies live under ``key_prefix + name``; invalidations are policy
-    names published on ``channel``, and ``"*"`` flushes every cache. The link is
-    probed with ``PING`` after ``keepalive`` seconds of silence and counted as
-    lost if the probe is not answered within as long again. A policy's JSON
+    see :meth:`from_url`): a ``redis.asyncio.Redis``, or a
+    ``redis.asyncio.cluster.RedisCluster`` for a Redis Cluster. ``ttl`` is in
+    seconds of ``clock``; ``0`` disables caching. Policies live under
+    ``key_prefix + name``; invalidations are policy names published on
+    ``channel``, and ``"*"`` flushes every cache. The link is probed with
+    ``PING`` after ``keepalive`` seconds of silence and counted as lost if the
+    probe is not answered within as long again. A policy's JSON
     may be at most ``max_policy_bytes`` long, written or read. Each read or
     write gives Redis ``timeout`` seconds (real time) to answer, retry included.
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisCluster,
         *,
         ttl: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -336,6 +417,7 @@ class PolicyStoreV2:
         if not channel:
             raise ValueError("channel must not be empty")
         self._redis = redis
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
         self._ttl = float(ttl)
         self._clock = clock
         self._channel = channel
@@ -385,10 +467,15 @@ class PolicyStoreV2:
         keepalive: float = 5.0,
         max_policy_bytes: int = DEFAULT_MAX_POLICY_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
+        cluster: bool = False,
     ) -> Self:
-        """A store with its own client for ``url``, closed by :meth:`close`. Does not connect."""
+        """A store with its own client for ``url``, closed by :meth:`close`. Does not connect.
+
+        With ``cluster=True``, ``url`` names one node of a Redis Cluster and the
+        client is a ``RedisCluster`` that finds the others.
+        """
         store = cls(
-            Redis.from_url(url),
+            RedisCluster.from_url(url) if cluster else Redis.from_url(url),
             ttl=ttl,
             clock=clock,
             channel=channel,
@@ -436,12 +523,13 @@ class PolicyStoreV2:
                 raise RuntimeError("this PolicyStoreV2 is closed")
             if self._listener is not None:
                 return
+            action = f"cannot subscribe to the invalidation channel {self._channel!r}"
             try:
+                if self._cluster is not None:
+                    await self._learn_topology(self._cluster, refresh=False)
                 pubsub = await self._subscribe()
             except _LINK_ERRORS as exc:
-                raise StoreUnavailableError(
-                    f"cannot subscribe to the invalidation channel {self._channel!r}: {exc}"
-                ) from exc
+                raise _unavailable(action, exc, cluster=self._cluster is not None) from exc
             self._pubsub = pubsub
             self._set_link(up=True)
             self._listener = asyncio.create_task(
@@ -507,8 +595,10 @@ class PolicyStoreV2:
                 f"cannot update policy {name!r}: Redis did not answer within {self._timeout:g}s"
                 " (timeout); the write may or may not have happened"
             ) from exc
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"cannot update policy {name!r}: {exc}") from exc
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise _unavailable(
+                f"cannot update policy {name!r}", exc, cluster=self._cluster is not None
+            ) from exc
         finally:
             self._drop(name)
 
@@ -563,12 +653,12 @@ class PolicyStoreV2:
             message = name.encode()
             args = (b"1", self._prefix_bytes + message, data.encode(), self._channel_bytes, message)
             try:
-                await self._redis.execute_command("EVALSHA", _UPDATE_SHA, *args)  # type: ignore[no-untyped-call]
+                await self._redis.execute_command("EVALSHA", _UPDATE_SHA, *args)
                 return
             except NoScriptError:
                 # A new or restarted server has an empty script cache: EVAL runs
                 # the script and caches it for the next EVALSHA.
-                await self._redis.execute_command("EVAL", _UPDATE_SCRIPT, *args)  # type: ignore[no-untyped-call]
+                await self._redis.execute_command("EVAL", _UPDATE_SCRIPT, *args)
                 return
             except ResponseError as exc:
                 if "unknown command" not in str(exc).lower():
@@ -606,14 +696,14 @@ class PolicyStoreV2:
                 f"cannot read policy {name!r}: Redis did not answer within {self._timeout:g}s"
                 " (timeout)"
             ) from exc
-        except ResponseError as exc:
-            if str(exc).startswith("WRONGTYPE"):
+        except (RedisError, RedisClusterException, OSError) as exc:
+            if isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):
                 raise PolicyDecodeError(
                     f"policy {name!r} is stored as a non-string Redis type: {exc}"
                 ) from exc
-            raise StoreUnavailableError(f"cannot read policy {name!r}: {exc}") from exc
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"cannot read policy {name!r}: {exc}") from exc
+            raise _unavailable(
+                f"cannot read policy {name!r}", exc, cluster=self._cluster is not None
+            ) from exc
         finally:
             fill.readers -= 1
             if not fill.readers:
@@ -740,8 +830,56 @@ class PolicyStoreV2:
     # -- the listener -----------------------------------------------------------
 
     async def _subscribe(self) -> PubSub:
-        """A fresh pubsub whose subscription Redis has confirmed."""
-        pubsub = self._redis.pubsub()
+        """A fresh pubsub whose subscription Redis has confirmed.
+
+        On a cluster, on the first node in :meth:`_listening_nodes` that confirms
+        it: the cluster broadcasts a classic ``PUBLISH`` to every node.
+        """
+        if self._cluster is None:
+            return await self._subscribe_with(self._redis.pubsub())
+        error: Exception | None = None
+        for node in self._listening_nodes(self._cluster):
+            try:
+                return await self._subscribe_with(self._cluster.pubsub(node=node))
+            except _LINK_ERRORS as exc:
+                logger.debug("cannot subscribe on cluster node %s: %s", node.name, exc)
+                error = exc
+        raise error or RedisClusterException("the Redis Cluster client knows no node")
+
+    def _listening_nodes(self, cluster: RedisCluster) -> list[ClusterNode]:
+        """Where to subscribe, in order: the channel's slot owner, then every other node.
+
+        The owner first, as redis-py would choose; the others because a node
+        just killed is still listed as the owner until the cluster fails it over.
+        """
+        try:
+            owner = cluster.get_node_from_key(self._channel)
+        except RedisClusterException:  # the slot is not covered just now
+            owner = None
+        first = [] if owner is None else [owner]
+        return first + [node for node in cluster.get_nodes() if node is not owner]
+
+    async def _learn_topology(self, cluster: RedisCluster, *, refresh: bool) -> None:
+        """Have ``cluster`` know its slots; with ``refresh``, ask the cluster again.
+
+        ``initialize`` first: redis-py 8.1 raises a bare ``KeyError`` when a
+        fresh cluster client makes a pubsub before it knows the slots. Refreshing
+        is the listener's own job after a lost link: redis-py refreshes only
+        when a command fails, and a store with no reads would wait forever.
+        """
+        try:
+            async with asyncio.timeout(_SUBSCRIBE_TIMEOUT):
+                if refresh:
+                    await cluster.nodes_manager.initialize()
+                else:
+                    await cluster.initialize()
+        except TimeoutError:
+            raise TimeoutError(
+                f"the Redis Cluster did not tell its slots within {_SUBSCRIBE_TIMEOUT}s"
+            ) from None
+
+    async def _subscribe_with(self, pubsub: PubSub) -> PubSub:
+        """``pubsub``, once Redis has confirmed its subscription; closed if it fails."""
         try:
             # One deadline over connecting, the client's handshake, SUBSCRIBE and
             # its confirmation: a stalled server must not hold initialize().
@@ -817,6 +955,8 @@ class PolicyStoreV2:
             pubsub = self._pubsub
             if pubsub is None:
                 try:
+                    if self._cluster is not None:
+                        await self._learn_topology(self._cluster, refresh=True)
                     pubsub = await self._subscribe()
                 except Exception as exc:
                     if isinstance(exc, _LINK_ERRORS):

@@ -15,11 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import fleet_p1_target  # type: ignore[import-not-found]
+from fleet.cache import policies  # type: ignore[import-not-found]
+
+from pytest_quantum_p1 import Clock, PolicyStore, from_url
 
 __all__ = ["TARGET", "DeafCache"]
 
 
-class DeafCache(fleet_p1_target._Cache):  # type: ignore[misc]
+class DeafCache(policies.PolicyCache):  # type: ignore[misc]
     """fleet's cache, but a named invalidation from another instance drops nothing."""
 
     def _on_message(self, message: Mapping[str, Any]) -> None:
@@ -35,4 +38,11 @@ class DeafCache(fleet_p1_target._Cache):  # type: ignore[misc]
         super()._on_message(message)
 
 
-TARGET = dataclasses.replace(fleet_p1_target.TARGET, name="fleet-deaf", store_factory=DeafCache)
+def _deaf(url: str, clock: Clock) -> PolicyStore:
+    store: PolicyStore = DeafCache(url, clock=clock)
+    return store
+
+
+TARGET = dataclasses.replace(
+    fleet_p1_target.TARGET, name="fleet-deaf", store_factory=from_url(_deaf)
+)

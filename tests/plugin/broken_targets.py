@@ -38,7 +38,7 @@ import pytest
 # imported afresh beside an older _acceptance would read the settings under
 # another key.
 import pytest_quantum_p1.plugin  # noqa: F401
-from pytest_quantum_p1 import Bus, Clock, P1Target, PolicyStore
+from pytest_quantum_p1 import Bus, Clock, FromURL, P1Target, PolicyStore, from_url
 from reference_impl.core.event_bus import CATALOGUE, EventBus, EventSpec
 from reference_impl.federation.federated_engine_v2 import FederatedEngineV2
 from reference_impl.federation.federation_v2_event_bridge import FederationV2EventBridge
@@ -88,11 +88,12 @@ __all__ = [
 Builder = Callable[[Path], P1Target]
 
 
-def write_target_module(root: Path, builder: Builder) -> str:
+def write_target_module(root: Path, builder: Builder, *, wire: bool = False) -> str:
     """Write ``broken_target.py`` into ``root``, building ``builder``'s target; return its spec.
 
     ``root`` must be importable (``pytester.syspathinsert()``); the spec is what
-    ``--p1-target`` takes.
+    ``--p1-target`` takes. ``wire``: the same stores in the URL form
+    (:func:`on_the_wire`), observed on the wire instead of in the client.
     """
     module = sys.modules.get(builder.__module__)
     if (
@@ -106,8 +107,11 @@ def write_target_module(root: Path, builder: Builder) -> str:
             from pathlib import Path
 
             from {builder.__module__} import {builder.__name__}
+            from tests.plugin.broken_targets import on_the_wire
 
             TARGET = {builder.__name__}(Path(__file__).resolve().parent)
+            if {wire!r}:
+                TARGET = on_the_wire(TARGET)
             """
         )
     )
@@ -120,6 +124,60 @@ def _with_action(name: str, action: Callable[[Bus], Any]) -> P1Target:
         for event in TARGET.required_events
     )
     return dataclasses.replace(TARGET, required_events=events)
+
+
+class _OwnsItsClient:
+    """A store of the client form, given a client of its own made from a URL: the URL form.
+
+    Everything but the life cycle is the wrapped store's (its counters too).
+    """
+
+    def __init__(
+        self, factory: Callable[[Redis, Clock], PolicyStore], url: str, clock: Clock
+    ) -> None:
+        import redis.asyncio
+
+        self.client = redis.asyncio.from_url(url)
+        self.store = factory(self.client, clock)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def initialize(self) -> None:
+        await self.store.initialize()
+
+    async def get_policy(self, name: str) -> Mapping[str, Any]:
+        return await self.store.get_policy(name)
+
+    async def update_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        await self.store.update_policy(name, policy)
+
+    async def close(self) -> None:
+        try:
+            await self.store.close()
+        finally:
+            await self.client.aclose()
+
+
+def on_the_wire(target: P1Target) -> P1Target:
+    """``target`` with its stores in the URL form: each owns a client made from the URL it is given.
+
+    The same stores, observed on the wire: one suite of planted bugs and
+    correct shapes runs over both observation paths.
+    """
+    factory = target.store_factory
+    if isinstance(factory, FromURL):
+        return target
+
+    def make(url: str, clock: Clock) -> PolicyStore:
+        return _OwnsItsClient(factory, url, clock)
+
+    counters = target.cache_counters
+    return dataclasses.replace(
+        target,
+        store_factory=from_url(make),
+        cache_counters=None if counters is None else (lambda store: counters(store.store)),
+    )
 
 
 def _with_store(store_factory: Callable[[Redis, Clock], PolicyStore]) -> P1Target:
@@ -582,16 +640,18 @@ NOT_SLOW: Final = ("-k", "not no-stale-reads")
 
 
 def run_p1(
-    pytester: pytest.Pytester, *args: str, target: Builder | None = None
+    pytester: pytest.Pytester, *args: str, target: Builder | None = None, wire: bool = False
 ) -> pytest.RunResult:
     """``pytest -p quantum_p1 --p1 *args`` in-process, against ``target``'s broken target if given.
 
     Without ``target`` (and no ``--p1-target`` in ``args``) it checks the bundled
     reference backend, named explicitly as a user would: ``--p1-target=reference``.
+    ``wire``: ``target``'s stores in the URL form (:func:`on_the_wire`).
     """
     if target is not None:
         pytester.syspathinsert()
-        args = (f"--p1-target={write_target_module(pytester.path, target)}", *args)
+        spec = write_target_module(pytester.path, target, wire=wire)
+        args = (f"--p1-target={spec}", *args)
     elif not any(arg.startswith("--p1-target") for arg in args):
         args = ("--p1-target=reference", *args)
     return pytester.runpytest("-p", "quantum_p1", "--p1", *args)

@@ -420,6 +420,4 @@ def test_a_failure_message_is_the_criterions_own_text(
     # Nor in the FAILURES section: a verdict raised while handling the
     # assertion that found the fault must not print that assertion twice.
     assert "During handling of the above exception" not in result.stdout.str()
-    assert failed["message"].endswith(
-        "See README.md#the-acceptance-run for what each criterion proves."
-    )
+    assert failed["message"].endswith(_messages.ACCEPTANCE_READ_MORE)

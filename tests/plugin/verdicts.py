@@ -52,17 +52,21 @@ class Break:
     collateral: frozenset[str] = field(default_factory=frozenset)
     #: ``"failed"`` (the backend broke a promise) or ``"error"`` (the check could not run).
     outcome: str = "failed"
+    #: What the message says instead when the store is observed on the wire, where
+    #: the evidence differs (``None``: the same phrases): the verdict must not.
+    wire_found: tuple[str, ...] | None = None
 
 
-def assert_breaks_exactly(pytester: pytest.Pytester, case: Break) -> None:
+def assert_breaks_exactly(pytester: pytest.Pytester, case: Break, *, wire: bool = False) -> None:
     """The broken criterion gets ``case.outcome`` with its message under its line; all else passes.
 
     Where a break cannot be confined to one criterion, the others are named in
     ``collateral`` and the set of criteria not passing is still asserted exactly.
+    ``wire``: the same stores in the URL form, observed on the wire.
     """
     __tracebackhide__ = True
     deselect = () if case.criterion == SLOW_ID else NOT_SLOW
-    result = run_p1(pytester, REPORT, *deselect, *case.options, target=case.builder)
+    result = run_p1(pytester, REPORT, *deselect, *case.options, target=case.builder, wire=wire)
 
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = read_report(pytester.path / "p1.json")
@@ -80,6 +84,7 @@ def assert_breaks_exactly(pytester: pytest.Pytester, case: Break) -> None:
         assert case.claim not in line.detail
     shown = "\n".join(line.message)
     (message,) = (c["message"] for c in report["criteria"] if c["id"] == case.criterion)
-    for phrase in (*case.found, *([case.fix] if case.fix else [])):
+    found_phrases = case.wire_found if wire and case.wire_found is not None else case.found
+    for phrase in (*found_phrases, *([case.fix] if case.fix else [])):
         assert phrase in shown
         assert phrase in message

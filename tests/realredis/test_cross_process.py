@@ -40,7 +40,7 @@ from pytest_quantum_p1._target import TargetError
 from reference_impl.errors import InvalidPolicyNameError, PolicyNotFoundError
 from reference_impl.p1_target import TARGET
 from tests.realredis import REFERENCE, REFERENCE_TTL
-from tests.stores import KEY_PREFIX, encode
+from tests.stores import KEY_PREFIX, DiesWithItsLink, encode
 
 pytestmark = pytest.mark.real_redis
 
@@ -233,7 +233,7 @@ def test_fakeredis_is_refused_for_processes() -> None:
 def test_factory_specs_resolve_to_the_store_factory() -> None:
     assert resolve_store_factory(REFERENCE) is TARGET.store_factory
     assert factory_spec(TARGET.store_factory) == "reference_impl.p1_target:_store_factory"
-    assert resolve_store_factory("tests.stores:DiesWithItsLink").__name__ == "DiesWithItsLink"
+    assert resolve_store_factory("tests.stores:DiesWithItsLink") is DiesWithItsLink
     with pytest.raises(TargetError, match="import string"):
         resolve_store_factory("no-colon")
     with pytest.raises(TargetError) as caught:
