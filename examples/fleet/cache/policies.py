@@ -93,11 +93,15 @@ class PolicyCache:
 
     async def close(self) -> None:
         """Stop listening and close the connections."""
-        if self._listener is not None:
-            self._listener.cancel()
+        task, self._listener = self._listener, None
+        if task is not None:
+            # On Python 3.11 redis-py's pubsub read can swallow a cancellation
+            # (one racing its result is lost): cancel until the listener ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+                await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
