@@ -207,7 +207,11 @@ class ToyStore:
 
     async def close(self) -> None:
         if self.listener is not None:
-            self.listener.cancel()
+            # redis-py's get_message can lose a cancellation that races its reply
+            # (Python 3.11): cancel again until the listener has ended.
+            while not self.listener.done():
+                self.listener.cancel()
+                await asyncio.wait({self.listener}, timeout=0.05)
             # A broken variant's listener may have died; the harness reported that.
             with contextlib.suppress(asyncio.CancelledError, redis.exceptions.RedisError):
                 await self.listener

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import suppress
@@ -116,7 +117,12 @@ class TrackedClients:
                 continue
             if loop.is_running():  # on another thread (a portal, a session loop)
                 busy = True
-                asyncio.run_coroutine_threadsafe(closer.aclose(), loop).result(10)
+                try:
+                    asyncio.run_coroutine_threadsafe(closer.aclose(), loop).result(10)
+                except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
+                    # That loop is being stopped under it (Ctrl-C): the
+                    # connection is closed when the loop shuts down.
+                    continue
             else:
                 loop.run_until_complete(closer.aclose())
         for connection in stranded:
